@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Stops every process of the local cluster and removes its state
+# (target/cluster). Safe to run when nothing is running.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+export KWOK_WORKDIR="$KWOK_HOME"
+
+# Processes started for this cluster: from kwokctl's pid files, plus any
+# process whose command line names this cluster's directory (a crashed
+# kwokctl may have lost its pid files). Only these ids are signalled.
+our_pids() {
+  local f
+  for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
+    [ -f "$f" ] && cat "$f" && echo
+  done
+  if command -v pgrep >/dev/null; then pgrep -f -- "$KWOK_HOME/" || true; fi
+}
+alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && echo "$p"; done; }
+
+mapfile -t PIDS < <(our_pids | grep -E '^[0-9]+$' | sort -u)
+
+if [ -d "$KWOK_CLUSTER_DIR" ] && [ -x "$BIN_DIR/kwokctl" ]; then
+  "$BIN_DIR/kwokctl" delete cluster --name "$CLUSTER_NAME" --kubeconfig "" >"$CLUSTER_DIR/kwokctl-delete.log" 2>&1 \
+    || log "kwokctl delete cluster failed (continuing with pid files); log: $CLUSTER_DIR/kwokctl-delete.log"
+fi
+
+if [ "${#PIDS[@]}" -gt 0 ]; then
+  mapfile -t LEFT < <(alive "${PIDS[@]}")
+  if [ "${#LEFT[@]}" -gt 0 ]; then
+    kill -TERM "${LEFT[@]}" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      mapfile -t LEFT < <(alive "${LEFT[@]}")
+      [ "${#LEFT[@]}" -eq 0 ] && break
+      sleep 0.2
+    done
+    [ "${#LEFT[@]}" -gt 0 ] && kill -KILL "${LEFT[@]}" 2>/dev/null || true
+  fi
+fi
+
+mapfile -t LEFT < <(our_pids | grep -E '^[0-9]+$' | sort -u | while read -r p; do alive "$p"; done)
+[ "${#LEFT[@]}" -eq 0 ] || die "processes still running after cluster-down: ${LEFT[*]}"
+
+rm -rf "$CLUSTER_DIR" "$PV_HOST_DIR"
+log "cluster '$CLUSTER_NAME' stopped, state removed"

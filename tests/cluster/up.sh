@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Starts (or reuses) the local Kubernetes cluster on 127.0.0.1:
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler (all v1.36),
+#   kwok managing fake nodes, metrics-server reading kwok's simulated usage,
+#   a default StorageClass "standard" with a pool of pre-created PVs.
+# Orchestrated by `kwokctl create cluster --runtime binary` with every binary
+# taken from the local build cache (build.sh). Kubeconfig: target/cluster/kubeconfig.
+# Idempotent: a healthy running cluster is reused (only the add-ons are re-applied).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+T0=$(date +%s%N)
+elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))ms"; }
+
+# --- binaries ---------------------------------------------------------------
+if ! have_all_binaries; then
+  log "binaries missing in $BIN_DIR: building them first (cold build: ~30 min on 2 cores)"
+  "$CLUSTER_SRC/build.sh" >/dev/null || die "build failed (see above)"
+fi
+export PATH="$BIN_DIR:$PATH"
+export KWOK_WORKDIR="$KWOK_HOME"
+KWOK_KUBECONFIG="$KWOK_CLUSTER_DIR/kubeconfig.yaml"
+kc() { "$BIN_DIR/kubectl" --kubeconfig "$KWOK_KUBECONFIG" --request-timeout=20s "$@"; }
+
+pids_alive() { # every process kwokctl started is still running
+  local f n=0
+  for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
+    [ -f "$f" ] || continue
+    n=$((n + 1))
+    kill -0 "$(cat "$f")" 2>/dev/null || return 1
+  done
+  [ "$n" -ge 6 ]   # etcd apiserver kcm scheduler kwok metrics-server
+}
+
+apiserver_ready() {
+  "$BIN_DIR/kubectl" --kubeconfig "$KWOK_KUBECONFIG" --request-timeout=3s get --raw=/readyz >/dev/null 2>&1
+}
+
+port_in_use() { # port_in_use <port>
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+write_kubeconfig() {
+  mkdir -p "$CLUSTER_DIR"
+  kc config view --raw --flatten > "$KUBECONFIG_OUT.tmp"
+  chmod 600 "$KUBECONFIG_OUT.tmp"
+  mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"
+}
+
+apply_nodes() {
+  local i out="$CLUSTER_DIR/nodes.yaml"
+  : > "$out"
+  for i in $(seq 0 $((NODE_COUNT - 1))); do
+    cat >> "$out" <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+    # metrics-server scrapes kwok's simulated kubelet resource metrics here.
+    metrics.k8s.io/resource-metrics-path: /metrics/nodes/kwok-node-$i/metrics/resource
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    node-role.kubernetes.io/agent: ""
+    type: kwok
+    topology.kubernetes.io/zone: zone-$((i % 3))
+spec:
+  podCIDR: 10.244.$i.0/24
+  podCIDRs: [10.244.$i.0/24]
+status:
+  # 127.0.0.1 so that metrics-server's scrape (InternalIP:kwok port) stays on loopback.
+  addresses:
+  - {type: InternalIP, address: 127.0.0.1}
+  - {type: Hostname, address: kwok-node-$i}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 1Ti}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 1Ti}
+  nodeInfo:
+    architecture: amd64
+    operatingSystem: linux
+    kubeletVersion: $K8S_VERSION
+EOF
+  done
+  # create only: re-applying would fight kwok over .status
+  kc create -f "$out" 2>&1 | grep -v AlreadyExists >&2 || true
+}
+
+# Keep at least PV_POOL_SIZE Available PVs in the pool. Claims bind to them
+# through the controller-manager's PV binder; reclaim policy Delete makes the
+# in-tree hostPath deleter remove a released PV (its /tmp path), so the pool is
+# topped up here on every cluster-up.
+top_up_pv_pool() {
+  local phases available failed need i out="$CLUSTER_DIR/pv-pool.yaml"
+  phases="$(kc get pv -l flotilla.dev/pv-pool=true -o jsonpath='{range .items[*]}{.metadata.name}={.status.phase}{"\n"}{end}')"
+  available="$(grep -c '=Available$' <<<"$phases" || true)"
+  failed="$(grep -E '=(Failed|Released)$' <<<"$phases" | cut -d= -f1 || true)"
+  if [ -n "$failed" ]; then
+    # shellcheck disable=SC2086
+    kc delete pv --wait=false $failed >/dev/null
+  fi
+  need=$((PV_POOL_SIZE - available))
+  [ "$need" -gt 0 ] || return 0
+  : > "$out"
+  for i in $(seq 1 "$need"); do
+    cat >> "$out" <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  generateName: pool-pv-
+  labels:
+    flotilla.dev/pv-pool: "true"
+spec:
+  storageClassName: standard
+  capacity: {storage: 20Gi}
+  accessModes: [ReadWriteOnce, ReadOnlyMany, ReadWriteMany]
+  persistentVolumeReclaimPolicy: Delete
+  volumeMode: Filesystem
+  hostPath:
+    path: $PV_HOST_DIR/vol-$(date +%s%N)-$i
+    type: DirectoryOrCreate
+EOF
+  done
+  kc create -f "$out" >/dev/null
+  log "PV pool: created $need PV(s) (pool size $PV_POOL_SIZE)"
+}
+
+ensure_addons() {
+  kc apply -f "$CLUSTER_SRC/config/addons.yaml" >/dev/null
+  apply_nodes
+  top_up_pv_pool
+}
+
+wait_until() { # wait_until <seconds> <what> <command...>
+  local deadline=$(( $(date +%s) + $1 )) what="$2"; shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "timed out waiting for $what (logs: $KWOK_CLUSTER_DIR/logs/)"
+    sleep 0.5
+  done
+}
+
+metrics_api_available() {
+  [ "$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" = True ]
+}
+nodes_ready() {
+  local ready
+  ready="$(kc get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$')"
+  [ "$ready" -ge "$NODE_COUNT" ]
+}
+default_sa_exists() { kc -n default get serviceaccount default; }
+
+# --- reuse a running cluster ------------------------------------------------
+if [ -f "$KWOK_CLUSTER_DIR/kwok.yaml" ]; then
+  if pids_alive && apiserver_ready; then
+    ensure_addons
+    write_kubeconfig
+    log "cluster '$CLUSTER_NAME' already running, reused ($(elapsed)); kubeconfig: $KUBECONFIG_OUT"
+    exit 0
+  fi
+  die "leftovers of an earlier run in $CLUSTER_DIR (cluster '$CLUSTER_NAME' exists but is not healthy): run 'make cluster-down' first"
+fi
+if [ -e "$KWOK_HOME" ]; then
+  die "leftovers of an earlier run in $KWOK_HOME: run 'make cluster-down' first"
+fi
+if command -v pgrep >/dev/null && pgrep -f -- "$KWOK_HOME/" >/dev/null; then
+  die "leftover processes of an earlier run still use $KWOK_HOME: run 'make cluster-down' first"
+fi
+if port_in_use "$APISERVER_PORT"; then
+  die "port 127.0.0.1:$APISERVER_PORT (kube-apiserver) is in use: stop whatever holds it or set FLOTILLA_APISERVER_PORT"
+fi
+
+# --- create -----------------------------------------------------------------
+mkdir -p "$CLUSTER_DIR"
+PKI="$KWOK_CLUSTER_DIR/pki"
+CONF="$CLUSTER_DIR/kwokctl.yaml"
+cat > "$CONF" <<EOF
+# Generated by tests/cluster/up.sh
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeApiserverPort: $APISERVER_PORT
+  kubeVersion: $K8S_VERSION
+  securePort: true
+  kubeAuthorization: true
+  enableMetricsServer: true
+  metricsServerManifests:
+  - $CLUSTER_SRC/config/metrics-server
+  cacheDir: $CLUSTER_DIR/kwok-cache
+  kubeApiserverBinary: $BIN_DIR/kube-apiserver
+  kubeControllerManagerBinary: $BIN_DIR/kube-controller-manager
+  kubeSchedulerBinary: $BIN_DIR/kube-scheduler
+  kubectlBinary: $BIN_DIR/kubectl
+  etcdBinary: $BIN_DIR/etcd
+  kwokControllerBinary: $BIN_DIR/kwok
+  metricsServerBinary: $BIN_DIR/metrics-server
+componentsPatches:
+- name: etcd
+  extraArgs:
+  - {key: unsafe-no-fsync, value: "true"}
+- name: kube-apiserver
+  extraArgs:
+  - {key: advertise-address, value: 127.0.0.1}
+  - {key: endpoint-reconciler-type, value: none}
+  - {key: service-cluster-ip-range, value: 10.96.0.0/16}
+  # front-proxy / aggregation layer: kwokctl already passes
+  # --proxy-client-{cert,key}-file; add the requestheader side so aggregated
+  # APIs (metrics.k8s.io) see the real caller.
+  - {key: requestheader-client-ca-file, value: $PKI/ca.crt}
+  - {key: requestheader-username-headers, value: X-Remote-User}
+  - {key: requestheader-group-headers, value: X-Remote-Group}
+  - {key: requestheader-extra-headers-prefix, value: X-Remote-Extra-}
+- name: kube-controller-manager
+  extraArgs:
+  - {key: controllers, value: "*"}
+  - {key: horizontal-pod-autoscaler-sync-period, value: 5s}
+  - {key: horizontal-pod-autoscaler-downscale-stabilization, value: 15s}
+  - {key: horizontal-pod-autoscaler-cpu-initialization-period, value: 10s}
+  - {key: horizontal-pod-autoscaler-initial-readiness-delay, value: 5s}
+  - {key: pvclaimbinder-sync-period, value: 5s}
+- name: metrics-server
+  extraArgs:
+  - {key: metric-resolution, value: 10s, override: true}
+  - {key: kubelet-request-timeout, value: 5s}
+EOF
+
+log "creating cluster '$CLUSTER_NAME' (kube $K8S_VERSION) in $KWOK_CLUSTER_DIR"
+if ! "$BIN_DIR/kwokctl" --config "$CONF" create cluster --name "$CLUSTER_NAME" \
+      --runtime binary --kubeconfig "" --wait 2m > "$CLUSTER_DIR/kwokctl-create.log" 2>&1; then
+  tail -n 20 "$CLUSTER_DIR/kwokctl-create.log" >&2
+  die "kwokctl create cluster failed (log: $CLUSTER_DIR/kwokctl-create.log; component logs: $KWOK_CLUSTER_DIR/logs/)"
+fi
+wait_until 60 "kube-apiserver /readyz" apiserver_ready
+write_kubeconfig
+ensure_addons
+wait_until 60 "$NODE_COUNT Ready nodes" nodes_ready
+wait_until 60 "the default ServiceAccount" default_sa_exists
+wait_until 90 "the metrics.k8s.io APIService to become Available" metrics_api_available
+log "cluster '$CLUSTER_NAME' up ($(elapsed)); kubeconfig: $KUBECONFIG_OUT; kubectl: $BIN_DIR/kubectl"
