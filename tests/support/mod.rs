@@ -1,0 +1,217 @@
+//! Shared helpers for the cluster tests (`tests/cluster_*.rs`).
+//!
+//! The tests run against the local cluster started by `make cluster-up`
+//! (kubeconfig at `target/cluster/kubeconfig`, overridable with the
+//! `FLOTILLA_KUBECONFIG` environment variable). Without a reachable cluster
+//! [`client`] panics: cluster tests never pass silently.
+#![allow(dead_code)]
+
+use std::fmt::Display;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+const HINT: &str = "start the local cluster with `make cluster-up`";
+
+/// Path of the kubeconfig the tests use.
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os("FLOTILLA_KUBECONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cluster/kubeconfig"),
+    }
+}
+
+/// A client for the local cluster. Panics (with a hint to run
+/// `make cluster-up`) when the kubeconfig is missing or the API server does
+/// not answer.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!(
+            "no local cluster: cannot read kubeconfig {}: {e}; {HINT}",
+            path.display()
+        )
+    });
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("invalid kubeconfig {}: {e}; {HINT}", path.display()));
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config)
+        .unwrap_or_else(|e| panic!("cannot build a client for {server}: {e}; {HINT}"));
+    match tokio::time::timeout(Duration::from_secs(15), client.apiserver_version()).await {
+        Ok(Ok(_)) => client,
+        Ok(Err(e)) => panic!("local cluster at {server} is not reachable: {e}; {HINT}"),
+        Err(_) => panic!("local cluster at {server} did not answer within 15s; {HINT}"),
+    }
+}
+
+/// A fresh, uniquely named namespace, deleted on drop (or by [`TestNamespace::cleanup`]).
+/// Namespaces carry the label `flotilla.dev/test=true`, so leftovers of a
+/// crashed run can be found with `kubectl get ns -l flotilla.dev/test`.
+pub struct TestNamespace {
+    name: String,
+    client: Client,
+    deleted: bool,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<random suffix>` (prefix sanitised to a DNS label).
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let mut base: String = prefix
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        base.truncate(40);
+        let base = base.trim_matches('-');
+        let base = if base.is_empty() { "test" } else { base };
+        let suffix: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..8)
+                .map(|_| {
+                    let n = rng.random_range(0..36u8);
+                    (if n < 10 { b'0' + n } else { b'a' + n - 10 }) as char
+                })
+                .collect()
+        };
+        let name = format!("{base}-{suffix}");
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("flotilla.dev/test".to_string(), "true".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test namespace {name}: {e}"));
+        TestNamespace {
+            name,
+            client: client.clone(),
+            deleted: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A namespaced API for `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Deletes the namespace now (background propagation; does not wait for
+    /// the namespace controller to finish).
+    pub async fn cleanup(mut self) {
+        self.deleted = true;
+        delete_namespace(&self.client, &self.name).await;
+    }
+}
+
+async fn delete_namespace(client: &Client, name: &str) {
+    match Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => eprintln!("warning: cannot delete test namespace {name}: {e}"),
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.deleted || std::env::var_os("FLOTILLA_KEEP_NAMESPACES").is_some() {
+            return;
+        }
+        self.deleted = true;
+        // Drop cannot await, and the test's runtime may be shutting down: use
+        // a short-lived runtime on its own thread with its own client.
+        let name = self.name.clone();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime for namespace cleanup");
+            rt.block_on(async {
+                let path = kubeconfig_path();
+                let Ok(kubeconfig) = Kubeconfig::read_from(&path) else { return };
+                let Ok(config) =
+                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await
+                else {
+                    return;
+                };
+                let Ok(client) = Client::try_from(config) else { return };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    delete_namespace(&client, &name),
+                )
+                .await;
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// What a [`wait_for`] predicate returns: `true`/`Ok(true)` = done,
+/// `false`/`Ok(false)` = not yet, `Err(e)` = not yet, and `e` is reported if
+/// the wait times out (use it to describe the state seen last).
+pub trait WaitOutcome {
+    fn into_outcome(self) -> Result<bool, String>;
+}
+
+impl WaitOutcome for bool {
+    fn into_outcome(self) -> Result<bool, String> {
+        Ok(self)
+    }
+}
+
+impl<E: Display> WaitOutcome for Result<bool, E> {
+    fn into_outcome(self) -> Result<bool, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Polls `f` every 250 ms until it reports done; returns the time it took.
+/// Panics after `timeout` with a message naming `what` (and the last error
+/// or state the predicate reported).
+pub async fn wait_for<F, Fut, O>(what: &str, timeout: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = O>,
+    O: WaitOutcome,
+{
+    let start = Instant::now();
+    let mut last: Option<String> = None;
+    loop {
+        match f().await.into_outcome() {
+            Ok(true) => return start.elapsed(),
+            Ok(false) => {}
+            Err(e) => last = Some(e),
+        }
+        if start.elapsed() >= timeout {
+            match last {
+                Some(e) => panic!("timed out after {timeout:?} waiting for {what}; last state: {e}"),
+                None => panic!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
