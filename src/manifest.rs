@@ -1,0 +1,230 @@
+//! Reading Microservices from YAML files, as `flotilla render` does: strict about unknown fields
+//! and wrong types, and precise about where each problem is.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{DatabaseClass, Microservice};
+use crate::validate::{FieldError, validate};
+
+/// What a set of files holds.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub microservices: Vec<Microservice>,
+    pub database_classes: Vec<DatabaseClass>,
+    /// Documents of other kinds, left alone: `file: apiVersion/kind name`.
+    pub skipped: Vec<String>,
+}
+
+/// A problem in one document of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    /// 1-based index of the YAML document in the file.
+    pub document: usize,
+    pub error: FieldError,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (document {}): {}",
+            self.file.display(),
+            self.document,
+            self.error
+        )
+    }
+}
+
+/// Reads every file (directories: their `*.yaml`/`*.yml` files, sorted), validates every
+/// Microservice, and gives either all objects or all problems.
+pub fn load(paths: &[PathBuf], namespace: Option<&str>) -> Result<Manifests, Vec<LoadError>> {
+    let mut out = Manifests::default();
+    let mut errors = Vec::new();
+    for file in expand(paths, &mut errors) {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => load_str(&text, &file, namespace, &mut out, &mut errors),
+            Err(e) => errors.push(LoadError {
+                file,
+                document: 0,
+                error: FieldError::new("file", e.to_string()),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn expand(paths: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(entries) => {
+                    let mut inner: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        .collect();
+                    inner.sort();
+                    files.extend(inner);
+                }
+                Err(e) => errors.push(LoadError {
+                    file: p.clone(),
+                    document: 0,
+                    error: FieldError::new("directory", e.to_string()),
+                }),
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files
+}
+
+/// Parses one YAML stream into `out`, appending every problem to `errors`.
+pub fn load_str(
+    text: &str,
+    file: &Path,
+    namespace: Option<&str>,
+    out: &mut Manifests,
+    errors: &mut Vec<LoadError>,
+) {
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = i + 1;
+        let mut fail = |error: FieldError| {
+            errors.push(LoadError {
+                file: file.to_path_buf(),
+                document,
+                error,
+            })
+        };
+        let mut value = match serde_json::Value::deserialize(doc) {
+            Ok(serde_json::Value::Null) => continue,
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) => {
+                fail(FieldError::new(
+                    ".",
+                    "a document must be a mapping with apiVersion, kind and metadata",
+                ));
+                continue;
+            }
+            Err(e) => {
+                fail(FieldError::new("yaml", e.to_string()));
+                // The stream cannot be resynchronised after a syntax error.
+                break;
+            }
+        };
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let kind = value
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if api_version.starts_with("flotilla.dev/")
+            && let Some(map) = value.as_object_mut()
+        {
+            // The typed objects carry these implicitly; anything else left over is unknown.
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        match (api_version.as_str(), kind.as_str()) {
+            ("flotilla.dev/v1alpha1", "Microservice") => match strict::<Microservice>(value) {
+                Ok(mut ms) => {
+                    match (ms.metadata.namespace.as_deref(), namespace) {
+                        (Some(own), Some(flag)) if own != flag => fail(FieldError::new(
+                            "metadata.namespace",
+                            format!("{own:?} does not match the namespace {flag:?} given with -n"),
+                        )),
+                        (Some(_), _) => {}
+                        (None, flag) => {
+                            ms.metadata.namespace = Some(flag.unwrap_or("default").to_string())
+                        }
+                    }
+                    let errs = validate(&ms);
+                    if errs.is_empty() {
+                        out.microservices.push(ms);
+                    } else {
+                        errs.into_iter().for_each(fail);
+                    }
+                }
+                Err(errs) => errs.into_iter().for_each(fail),
+            },
+            ("flotilla.dev/v1alpha1", "DatabaseClass") => match strict::<DatabaseClass>(value) {
+                Ok(dc) => out.database_classes.push(dc),
+                Err(errs) => errs.into_iter().for_each(fail),
+            },
+            ("", _) => fail(FieldError::new("apiVersion", "is required")),
+            (_, "") => fail(FieldError::new("kind", "is required")),
+            (_, _) if api_version.starts_with("flotilla.dev/") => fail(FieldError::new(
+                "kind",
+                format!(
+                    "{api_version}/{kind} is not a Flotilla kind; expected flotilla.dev/v1alpha1 Microservice or DatabaseClass"
+                ),
+            )),
+            _ => {
+                let name = value
+                    .pointer("/metadata/name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
+                out.skipped
+                    .push(format!("{}: {api_version}/{kind} {name}", file.display()));
+            }
+        }
+    }
+}
+
+/// Deserializes `value` into `T`, refusing unknown fields and naming the path of every problem.
+pub fn strict<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Vec<FieldError>> {
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path| unknown.push(json_path(&path.to_string()));
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(de);
+    let mut errs: Vec<FieldError> = unknown
+        .into_iter()
+        .map(|p| {
+            FieldError::new(
+                p,
+                "unknown field (check the spelling; `kubectl explain` lists the fields)",
+            )
+        })
+        .collect();
+    match parsed {
+        Ok(t) if errs.is_empty() => Ok(t),
+        Ok(_) => Err(errs),
+        Err(e) => {
+            let path = json_path(&e.path().to_string());
+            errs.push(FieldError::new(
+                if path.is_empty() { ".".into() } else { path },
+                e.into_inner().to_string(),
+            ));
+            Err(errs)
+        }
+    }
+}
+
+/// Turns `spec.ports.0.name` into `spec.ports[0].name`.
+fn json_path(p: &str) -> String {
+    let mut out = String::new();
+    for part in p.split('.').filter(|s| !s.is_empty() && *s != "?") {
+        if part.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}

@@ -1,0 +1,46 @@
+//! The Ingress, present only with `spec.expose.ingress`.
+
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+
+use super::Cx;
+
+pub(super) fn ingress(cx: &Cx) -> Option<Ingress> {
+    let ing = cx.spec.expose.as_ref()?.ingress.as_ref()?;
+    let port = ing.port.clone().unwrap_or_else(|| cx.ports[0].name.clone());
+    Some(Ingress {
+        metadata: cx.meta(cx.name),
+        spec: Some(IngressSpec {
+            ingress_class_name: ing.class_name.clone(),
+            rules: Some(vec![IngressRule {
+                host: Some(ing.host.clone()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(ing.path.clone().unwrap_or_else(|| "/".into())),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: cx.name.into(),
+                                port: Some(ServiceBackendPort {
+                                    name: Some(port),
+                                    number: None,
+                                }),
+                            }),
+                            ..Default::default()
+                        },
+                    }],
+                }),
+            }]),
+            tls: ing.tls_secret.as_ref().map(|s| {
+                vec![IngressTLS {
+                    hosts: Some(vec![ing.host.clone()]),
+                    secret_name: Some(s.clone()),
+                }]
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}

@@ -1,0 +1,303 @@
+//! Pure rendering: one Microservice plus the world around it becomes its child objects.
+//!
+//! Nothing here performs I/O; the same input always gives byte-identical output, so the
+//! controller, `flotilla render` and the golden-file tests all share this code.
+
+mod deployment;
+mod hpa;
+mod ingress;
+mod network_policy;
+mod pdb;
+mod service;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use serde::Serialize;
+
+use crate::api::{Microservice, MicroserviceSpec, PortSpec, Protocol};
+use crate::validate::{Invalid, validate};
+
+/// Selector label every child and pod carries.
+pub const SELECTOR_LABEL: &str = "flotilla.dev/microservice";
+/// Name label of the Kubernetes recommended label set.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// Manager label of the Kubernetes recommended label set.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGER: &str = "flotilla";
+/// Labels Flotilla owns on pods; `spec.pod.labels` may not set them.
+pub const RESERVED_LABELS: [&str; 3] = [SELECTOR_LABEL, NAME_LABEL, MANAGED_BY_LABEL];
+/// Label the API server sets on every namespace; peers in NetworkPolicies select by it.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Operator-wide settings that shape rendering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Cluster DNS domain used in service URLs.
+    pub cluster_domain: String,
+    /// Namespace of the cluster DNS pods.
+    pub dns_namespace: String,
+    /// Labels of the cluster DNS pods.
+    pub dns_pod_labels: BTreeMap<String, String>,
+    /// Address of a NodeLocal DNSCache, when the cluster runs one.
+    pub node_local_dns: Option<String>,
+    /// Namespace of the ingress controller, admitted to services with `expose.ingress`.
+    pub ingress_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cluster_domain: "cluster.local".into(),
+            dns_namespace: "kube-system".into(),
+            dns_pod_labels: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
+            node_local_dns: None,
+            ingress_namespace: "ingress-nginx".into(),
+        }
+    }
+}
+
+/// Everything rendering needs beyond the object itself.
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    /// Every Microservice known: callers of the one rendered, and the services it calls.
+    pub microservices: Vec<Arc<Microservice>>,
+    /// Operator settings.
+    pub settings: Settings,
+}
+
+impl World {
+    /// The Microservice `namespace/name`, if known.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<&Microservice> {
+        self.microservices.iter().map(Arc::as_ref).find(|m| {
+            m.metadata.namespace.as_deref() == Some(namespace)
+                && m.metadata.name.as_deref() == Some(name)
+        })
+    }
+
+    /// Services that list `namespace/name` as a dependency, with the port name they asked for,
+    /// sorted by namespace and name so rendering is deterministic.
+    pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
+        let mut callers: Vec<Caller> = self
+            .microservices
+            .iter()
+            .filter(|m| m.metadata.deletion_timestamp.is_none())
+            .filter_map(|m| {
+                let caller_ns = m.metadata.namespace.as_deref()?;
+                let caller_name = m.metadata.name.as_deref()?;
+                let dep = m.spec.dependencies.iter().flatten().find(|d| {
+                    d.service.as_deref() == Some(name)
+                        && d.namespace.as_deref().unwrap_or(caller_ns) == namespace
+                })?;
+                Some(Caller {
+                    namespace: caller_ns.to_string(),
+                    name: caller_name.to_string(),
+                    port: dep.port.clone(),
+                })
+            })
+            .filter(|c| !(c.namespace == namespace && c.name == name))
+            .collect();
+        callers.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        callers.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+        callers
+    }
+}
+
+/// A service that calls the one being rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub namespace: String,
+    pub name: String,
+    /// The callee port it asked for; every port when absent.
+    pub port: Option<String>,
+}
+
+/// The objects one Microservice becomes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    /// Absent when `spec.pod.serviceAccountName` names an existing account.
+    pub service_account: Option<ServiceAccount>,
+    pub deployment: Deployment,
+    pub service: Service,
+    /// Present only with `spec.autoscaling`.
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    pub network_policy: NetworkPolicy,
+    /// Present when more than one replica may run, or `spec.disruption` is set.
+    pub pdb: Option<PodDisruptionBudget>,
+    /// Present only with `spec.expose.ingress`.
+    pub ingress: Option<Ingress>,
+}
+
+impl Children {
+    /// Every child as JSON, in a fixed order.
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        fn push<T: Serialize>(
+            out: &mut Vec<serde_json::Value>,
+            o: &Option<T>,
+        ) -> Result<(), serde_json::Error> {
+            if let Some(o) = o {
+                out.push(serde_json::to_value(o)?);
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        push(&mut out, &self.service_account)?;
+        push(&mut out, &Some(&self.deployment))?;
+        push(&mut out, &Some(&self.service))?;
+        push(&mut out, &self.hpa)?;
+        push(&mut out, &Some(&self.network_policy))?;
+        push(&mut out, &self.pdb)?;
+        push(&mut out, &self.ingress)?;
+        Ok(out)
+    }
+}
+
+/// Renders the children of `ms`. Fails, listing every problem, when `ms` is invalid; an invalid
+/// object never becomes children.
+pub fn render(ms: &Microservice, world: &World) -> Result<Children, Invalid> {
+    let errs = validate(ms);
+    if !errs.is_empty() {
+        return Err(Invalid(errs));
+    }
+    let cx = Cx::new(ms, world);
+    Ok(Children {
+        service_account: service::service_account(&cx),
+        deployment: deployment::deployment(&cx),
+        service: service::service(&cx),
+        hpa: hpa::hpa(&cx),
+        network_policy: network_policy::network_policy(&cx),
+        pdb: pdb::pdb(&cx),
+        ingress: ingress::ingress(&cx),
+    })
+}
+
+/// What every builder needs, computed once.
+pub(crate) struct Cx<'a> {
+    pub ms: &'a Microservice,
+    pub spec: &'a MicroserviceSpec,
+    pub world: &'a World,
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub ports: Vec<PortSpec>,
+}
+
+impl<'a> Cx<'a> {
+    fn new(ms: &'a Microservice, world: &'a World) -> Self {
+        Self {
+            ms,
+            spec: &ms.spec,
+            world,
+            name: ms.metadata.name.as_deref().unwrap_or_default(),
+            namespace: ms.metadata.namespace.as_deref().unwrap_or("default"),
+            ports: effective_ports(&ms.spec),
+        }
+    }
+
+    /// Labels of every child.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (NAME_LABEL.to_string(), self.name.to_string()),
+            (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
+            (SELECTOR_LABEL.to_string(), self.name.to_string()),
+        ])
+    }
+
+    /// Metadata of a child named `name`, owned by the Microservice.
+    pub fn meta(&self, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(self.namespace.to_string()),
+            labels: Some(self.labels()),
+            owner_references: owner_reference(self.ms).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// True when more than one pod may run.
+    pub fn may_run_several(&self) -> bool {
+        match &self.spec.autoscaling {
+            Some(a) => a.max_replicas > 1,
+            None => self.spec.replicas.unwrap_or(1) > 1,
+        }
+    }
+}
+
+/// Selector of the pods of the Microservice `name`.
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(SELECTOR_LABEL.to_string(), name.to_string())])
+}
+
+/// The controller owner reference to `ms`; None while it has no uid (offline rendering).
+pub fn owner_reference(ms: &Microservice) -> Option<OwnerReference> {
+    let uid = ms.metadata.uid.clone()?;
+    Some(OwnerReference {
+        api_version: Microservice::api_version(&()).into_owned(),
+        kind: Microservice::kind(&()).into_owned(),
+        name: ms.metadata.name.clone()?,
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}
+
+/// The ports of a spec, with the default `http` 8080/TCP when none are given.
+pub fn effective_ports(spec: &MicroserviceSpec) -> Vec<PortSpec> {
+    match &spec.ports {
+        Some(p) if !p.is_empty() => p.clone(),
+        _ => vec![PortSpec {
+            name: "http".into(),
+            port: 8080,
+            protocol: Some(Protocol::TCP),
+            app_protocol: Some("http".into()),
+        }],
+    }
+}
+
+/// Name of the environment variable that carries the URL of dependency `service`.
+pub fn dependency_env_name(service: &str) -> String {
+    format!(
+        "{}_URL",
+        service.to_ascii_uppercase().replace(['-', '.'], "_")
+    )
+}
+
+/// In-cluster URL of `port` of the Service `namespace/name`.
+pub fn service_url(name: &str, namespace: &str, port: &PortSpec, settings: &Settings) -> String {
+    let scheme = match port.app_protocol.as_deref() {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!(
+        "{scheme}://{name}.{namespace}.svc.{}:{}",
+        settings.cluster_domain, port.port
+    )
+}
+
+/// The port of `callee` that a dependency asking for `port_name` reaches: the named port, or the
+/// first port when no name is given or the name is unknown. An unknown callee is assumed to have
+/// the default ports until it appears.
+pub fn callee_port(callee: Option<&MicroserviceSpec>, port_name: Option<&str>) -> PortSpec {
+    let mut ports = effective_ports(callee.unwrap_or(&MicroserviceSpec::default()));
+    let i = port_name
+        .and_then(|n| ports.iter().position(|p| p.name == n))
+        .unwrap_or(0);
+    ports.swap_remove(i)
+}
+
+/// Serializes children as a multi-document YAML stream.
+pub fn to_yaml(values: &[serde_json::Value]) -> Result<String, serde_yaml_ng::Error> {
+    let mut out = String::new();
+    for v in values {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(v)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,167 @@
+//! The NetworkPolicy: deny by default in both directions, then allow exactly what the spec and
+//! the service's callers declare.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Cx, NAMESPACE_NAME_LABEL, callee_port, selector_labels};
+use crate::api::PortSpec;
+
+pub(super) fn network_policy(cx: &Cx) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: cx.meta(cx.name),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(cx.name)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(ingress_rules(cx)),
+            egress: Some(egress_rules(cx)),
+        }),
+    }
+}
+
+fn ingress_rules(cx: &Cx) -> Vec<NetworkPolicyIngressRule> {
+    let all_ports: Vec<NetworkPolicyPort> = cx.ports.iter().map(np_port).collect();
+    let mut rules = Vec::new();
+
+    // Dependents: each caller's pods, on the port it calls.
+    for caller in cx.world.callers_of(cx.namespace, cx.name) {
+        let port = callee_port(Some(cx.spec), caller.port.as_deref());
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(vec![service_peer(&caller.name, &caller.namespace)]),
+            ports: Some(vec![np_port(&port)]),
+        });
+    }
+
+    if let Some(expose) = &cx.spec.expose {
+        if let Some(ing) = &expose.ingress {
+            let port = ing.port.as_deref().unwrap_or(&cx.ports[0].name);
+            let port = cx
+                .ports
+                .iter()
+                .find(|p| p.name == port)
+                .unwrap_or(&cx.ports[0]);
+            rules.push(NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(namespace_selector(
+                        &cx.world.settings.ingress_namespace,
+                    )),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![np_port(port)]),
+            });
+        }
+        for a in expose.allow_from.iter().flatten() {
+            rules.push(NetworkPolicyIngressRule {
+                // Namespace and pod selector in one peer: pods matching both, not either.
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(namespace_selector(&a.namespace)),
+                    pod_selector: a.pod_selector.clone(),
+                    ..Default::default()
+                }]),
+                ports: Some(all_ports.clone()),
+            });
+        }
+    }
+    rules
+}
+
+fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
+    let settings = &cx.world.settings;
+    let dns_port = |protocol: &str| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(53)),
+        ..Default::default()
+    };
+    let mut dns_peers = vec![NetworkPolicyPeer {
+        namespace_selector: Some(namespace_selector(&settings.dns_namespace)),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(settings.dns_pod_labels.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if let Some(ip) = &settings.node_local_dns {
+        dns_peers.push(NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: format!("{ip}/32"),
+                except: None,
+            }),
+            ..Default::default()
+        });
+    }
+    let mut rules = vec![NetworkPolicyEgressRule {
+        to: Some(dns_peers),
+        ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
+    }];
+
+    for d in cx.spec.dependencies.iter().flatten() {
+        if let Some(svc) = &d.service {
+            let ns = d.namespace.as_deref().unwrap_or(cx.namespace);
+            let port = callee_port(cx.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
+            rules.push(NetworkPolicyEgressRule {
+                to: Some(vec![service_peer(svc, ns)]),
+                ports: Some(vec![np_port(&port)]),
+            });
+        }
+        if let Some(ext) = &d.external {
+            rules.push(NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: ext.cidr.clone(),
+                        except: None,
+                    }),
+                    ..Default::default()
+                }]),
+                ports: ext.ports.as_ref().map(|ps| {
+                    ps.iter()
+                        .map(|p| NetworkPolicyPort {
+                            protocol: Some("TCP".into()),
+                            port: Some(IntOrString::Int(*p)),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
+            });
+        }
+    }
+    rules
+}
+
+/// The pods of Microservice `namespace/name`: pod and namespace selector in one peer (AND).
+fn service_peer(name: &str, namespace: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(namespace_selector(namespace)),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(selector_labels(name)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn namespace_selector(namespace: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            NAMESPACE_NAME_LABEL.to_string(),
+            namespace.to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn np_port(p: &PortSpec) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some(p.protocol.map(|p| p.as_str()).unwrap_or("TCP").into()),
+        port: Some(IntOrString::Int(p.port)),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,46 @@
+//! The Service and the ServiceAccount.
+
+use k8s_openapi::api::core::v1::{Service, ServiceAccount, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Cx, selector_labels};
+
+pub(super) fn service(cx: &Cx) -> Service {
+    Service {
+        metadata: cx.meta(cx.name),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector_labels(cx.name)),
+            ports: Some(
+                cx.ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(p.name.clone()),
+                        port: p.port,
+                        target_port: Some(IntOrString::String(p.name.clone())),
+                        protocol: Some(p.protocol.map(|p| p.as_str()).unwrap_or("TCP").into()),
+                        app_protocol: p.app_protocol.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+pub(super) fn service_account(cx: &Cx) -> Option<ServiceAccount> {
+    let pod = cx.spec.pod.as_ref();
+    if pod.is_some_and(|p| p.service_account_name.is_some()) {
+        return None;
+    }
+    Some(ServiceAccount {
+        metadata: cx.meta(cx.name),
+        automount_service_account_token: Some(
+            pod.and_then(|p| p.automount_service_account_token)
+                .unwrap_or(false),
+        ),
+        ..Default::default()
+    })
+}

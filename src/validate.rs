@@ -1,0 +1,611 @@
+//! Pure validation of a Microservice: the second line of defence after the CRD's CEL rules.
+//!
+//! Every problem is reported with the path of the field at fault, so a user can find it in the
+//! file they wrote. The checks never panic, whatever the input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::api::{MAX_NAME_LEN, Microservice, MicroserviceSpec};
+use crate::render::{RESERVED_LABELS, dependency_env_name, effective_ports};
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field, for example `spec.autoscaling.minReplicas`.
+    pub path: String,
+    /// What is wrong, in words a user can act on.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// All problems found in one object.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct Invalid(pub Vec<FieldError>);
+
+/// Checks a Microservice against every rule of the API. An empty result means it is valid.
+pub fn validate(ms: &Microservice) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let name = ms.metadata.name.as_deref().unwrap_or_default();
+    if name.is_empty() {
+        errs.push(FieldError::new("metadata.name", "is required"));
+    } else if let Some(why) = dns1035_label(name, MAX_NAME_LEN) {
+        errs.push(FieldError::new(
+            "metadata.name",
+            format!("{name:?} {why} (child objects add suffixes to it, so at most {MAX_NAME_LEN} characters)"),
+        ));
+    }
+    if let Some(ns) = ms.metadata.namespace.as_deref()
+        && let Some(why) = dns1123_label(ns, 63)
+    {
+        errs.push(FieldError::new(
+            "metadata.namespace",
+            format!("{ns:?} {why}"),
+        ));
+    }
+    validate_spec(&ms.spec, name, ms.metadata.namespace.as_deref(), &mut errs);
+    errs
+}
+
+fn validate_spec(
+    spec: &MicroserviceSpec,
+    name: &str,
+    namespace: Option<&str>,
+    errs: &mut Vec<FieldError>,
+) {
+    let mut err = |path: String, msg: String| errs.push(FieldError::new(path, msg));
+
+    if spec.image.trim().is_empty() {
+        err(
+            "spec.image".into(),
+            "is required: the container image to run".into(),
+        );
+    } else if spec.image.chars().any(char::is_whitespace) {
+        err(
+            "spec.image".into(),
+            format!("{:?} must not contain whitespace", spec.image),
+        );
+    }
+
+    if let Some(r) = spec.replicas
+        && !(0..=1000).contains(&r)
+    {
+        err(
+            "spec.replicas".into(),
+            format!("{r} is out of range 0..=1000"),
+        );
+    }
+    if spec.replicas.is_some() && spec.autoscaling.is_some() {
+        err(
+            "spec.replicas".into(),
+            "must not be set together with spec.autoscaling: the HorizontalPodAutoscaler owns the replica count".into(),
+        );
+    }
+    if let Some(a) = &spec.autoscaling {
+        let min = a.min_replicas.unwrap_or(1);
+        if !(1..=1000).contains(&min) {
+            err(
+                "spec.autoscaling.minReplicas".into(),
+                format!("{min} is out of range 1..=1000"),
+            );
+        }
+        if !(1..=1000).contains(&a.max_replicas) {
+            err(
+                "spec.autoscaling.maxReplicas".into(),
+                format!("{} is out of range 1..=1000", a.max_replicas),
+            );
+        }
+        if min > a.max_replicas {
+            err(
+                "spec.autoscaling.minReplicas".into(),
+                format!(
+                    "{min} must not be greater than maxReplicas ({})",
+                    a.max_replicas
+                ),
+            );
+        }
+        for (field, v) in [("cpu", a.cpu), ("memory", a.memory)] {
+            if let Some(v) = v
+                && !(1..=1000).contains(&v)
+            {
+                err(
+                    format!("spec.autoscaling.{field}"),
+                    format!("{v} is out of range 1..=1000 (percent of the request)"),
+                );
+            }
+        }
+    }
+
+    // Ports.
+    if let Some(ports) = &spec.ports {
+        if ports.is_empty() {
+            err(
+                "spec.ports".into(),
+                "must list at least one port (leave it out for the default http 8080)".into(),
+            );
+        }
+        if ports.len() > 20 {
+            err(
+                "spec.ports".into(),
+                format!("has {} ports; at most 20 are allowed", ports.len()),
+            );
+        }
+        let mut names = BTreeMap::new();
+        let mut numbers = BTreeMap::new();
+        for (i, p) in ports.iter().enumerate() {
+            if let Some(why) = port_name(&p.name) {
+                err(
+                    format!("spec.ports[{i}].name"),
+                    format!("{:?} {why}", p.name),
+                );
+            }
+            if let Some(first) = names.insert(p.name.as_str(), i) {
+                err(
+                    format!("spec.ports[{i}].name"),
+                    format!("{:?} is already used by spec.ports[{first}]", p.name),
+                );
+            }
+            if !(1..=65535).contains(&p.port) {
+                err(
+                    format!("spec.ports[{i}].port"),
+                    format!("{} is out of range 1..=65535", p.port),
+                );
+            }
+            let proto = p.protocol.map(|p| p.as_str()).unwrap_or("TCP");
+            if let Some(first) = numbers.insert((p.port, proto), i) {
+                err(
+                    format!("spec.ports[{i}].port"),
+                    format!("{}/{proto} is already used by spec.ports[{first}]", p.port),
+                );
+            }
+        }
+    }
+    let ports = effective_ports(spec);
+    let has_port_name = |n: &str| ports.iter().any(|p| p.name == n);
+
+    if let Some(hc) = &spec.health_check {
+        if !hc.path.starts_with('/') {
+            err(
+                "spec.healthCheck.path".into(),
+                format!("{:?} must start with '/'", hc.path),
+            );
+        }
+        match &hc.port {
+            Some(IntOrString::String(n)) if !has_port_name(n) => {
+                err(
+                    "spec.healthCheck.port".into(),
+                    format!("{n:?} is not the name of one of spec.ports"),
+                );
+            }
+            Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => {
+                err(
+                    "spec.healthCheck.port".into(),
+                    format!("{n} is out of range 1..=65535"),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    if let Some(db) = &spec.database {
+        if let Some(class) = &db.class
+            && let Some(why) = dns1123_subdomain(class)
+        {
+            err("spec.database.class".into(), format!("{class:?} {why}"));
+        }
+        if let Some(storage) = &db.storage {
+            match parse_quantity(storage) {
+                Some(v) if v > 0.0 => {}
+                Some(_) => err(
+                    "spec.database.storage".into(),
+                    format!("{storage:?} must be greater than zero"),
+                ),
+                None => err(
+                    "spec.database.storage".into(),
+                    format!("{storage:?} is not a quantity; write it like 10Gi or 500Mi"),
+                ),
+            }
+        }
+    }
+
+    // Dependencies.
+    let mut env_names: BTreeMap<String, String> = BTreeMap::new();
+    for (i, d) in spec.dependencies.iter().flatten().enumerate() {
+        let path = format!("spec.dependencies[{i}]");
+        match (&d.service, &d.external) {
+            (Some(_), Some(_)) | (None, None) => {
+                err(
+                    path.clone(),
+                    "must set exactly one of service or external".into(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(svc) = &d.service {
+            if let Some(why) = dns1035_label(svc, 63) {
+                err(format!("{path}.service"), format!("{svc:?} {why}"));
+            } else {
+                let ns = d.namespace.as_deref().or(namespace);
+                if svc == name && ns == namespace {
+                    err(
+                        format!("{path}.service"),
+                        format!("{svc:?} is this service itself"),
+                    );
+                }
+                let env = dependency_env_name(svc);
+                if let Some(first) = env_names.insert(env.clone(), path.clone()) {
+                    err(
+                        format!("{path}.service"),
+                        format!(
+                            "{svc:?} would set {env}, which {first} already sets; two dependencies on services of the same name are not supported"
+                        ),
+                    );
+                }
+            }
+            if let Some(ns) = &d.namespace
+                && let Some(why) = dns1123_label(ns, 63)
+            {
+                err(format!("{path}.namespace"), format!("{ns:?} {why}"));
+            }
+            if let Some(p) = &d.port
+                && let Some(why) = port_name(p)
+            {
+                err(format!("{path}.port"), format!("{p:?} {why}"));
+            }
+        } else {
+            if d.namespace.is_some() {
+                err(
+                    format!("{path}.namespace"),
+                    "applies only to a service dependency".into(),
+                );
+            }
+            if d.port.is_some() {
+                err(
+                    format!("{path}.port"),
+                    "applies only to a service dependency; use external.ports".into(),
+                );
+            }
+        }
+        if let Some(ext) = &d.external {
+            if !is_cidr(&ext.cidr) {
+                err(
+                    format!("{path}.external.cidr"),
+                    format!("{:?} is not a CIDR such as 203.0.113.0/24", ext.cidr),
+                );
+            }
+            for (j, p) in ext.ports.iter().flatten().enumerate() {
+                if !(1..=65535).contains(p) {
+                    err(
+                        format!("{path}.external.ports[{j}]"),
+                        format!("{p} is out of range 1..=65535"),
+                    );
+                }
+            }
+        }
+    }
+    for (i, e) in spec.env.iter().flatten().enumerate() {
+        if let Some(dep) = env_names.get(&e.name) {
+            err(
+                format!("spec.env[{i}].name"),
+                format!("{} is set by {dep}; choose another name", e.name),
+            );
+        }
+    }
+
+    // Expose.
+    if let Some(expose) = &spec.expose {
+        if let Some(ing) = &expose.ingress {
+            if let Some(why) = hostname(&ing.host) {
+                err(
+                    "spec.expose.ingress.host".into(),
+                    format!("{:?} {why}", ing.host),
+                );
+            }
+            if let Some(path) = &ing.path
+                && !path.starts_with('/')
+            {
+                err(
+                    "spec.expose.ingress.path".into(),
+                    format!("{path:?} must start with '/'"),
+                );
+            }
+            if let Some(p) = &ing.port
+                && !has_port_name(p)
+            {
+                err(
+                    "spec.expose.ingress.port".into(),
+                    format!("{p:?} is not the name of one of spec.ports"),
+                );
+            }
+            if let Some(s) = &ing.tls_secret
+                && let Some(why) = dns1123_subdomain(s)
+            {
+                err(
+                    "spec.expose.ingress.tlsSecret".into(),
+                    format!("{s:?} {why}"),
+                );
+            }
+        }
+        for (i, a) in expose.allow_from.iter().flatten().enumerate() {
+            if let Some(why) = dns1123_label(&a.namespace, 63) {
+                err(
+                    format!("spec.expose.allowFrom[{i}].namespace"),
+                    format!("{:?} {why}", a.namespace),
+                );
+            }
+        }
+    }
+
+    if let Some(r) = &spec.rollout {
+        for (field, v) in [
+            ("maxSurge", &r.max_surge),
+            ("maxUnavailable", &r.max_unavailable),
+        ] {
+            if let Some(v) = v
+                && let Some(why) = int_or_percent(v)
+            {
+                err(format!("spec.rollout.{field}"), why);
+            }
+        }
+        let zero = |v: &Option<IntOrString>| v.as_ref().is_some_and(is_zero);
+        // maxUnavailable defaults to 0, so a zero surge alone already blocks every rollout.
+        if zero(&r.max_surge) && (r.max_unavailable.is_none() || zero(&r.max_unavailable)) {
+            err(
+                "spec.rollout.maxSurge".into(),
+                "must not be 0 while maxUnavailable is 0: no rollout could ever make progress"
+                    .into(),
+            );
+        }
+        if let Some(p) = r.progress_deadline_seconds
+            && p < 1
+        {
+            err(
+                "spec.rollout.progressDeadlineSeconds".into(),
+                format!("{p} must be at least 1"),
+            );
+        }
+    }
+
+    if let Some(d) = &spec.disruption {
+        if d.min_available.is_some() && d.max_unavailable.is_some() {
+            err(
+                "spec.disruption".into(),
+                "set at most one of minAvailable and maxUnavailable".into(),
+            );
+        }
+        for (field, v) in [
+            ("minAvailable", &d.min_available),
+            ("maxUnavailable", &d.max_unavailable),
+        ] {
+            if let Some(v) = v
+                && let Some(why) = int_or_percent(v)
+            {
+                err(format!("spec.disruption.{field}"), why);
+            }
+        }
+    }
+
+    if let Some(pod) = &spec.pod {
+        for (k, v) in pod.labels.iter().flatten() {
+            let path = format!("spec.pod.labels[{k:?}]");
+            if RESERVED_LABELS.contains(&k.as_str()) {
+                err(
+                    path,
+                    "is set by Flotilla itself and cannot be overridden".into(),
+                );
+            } else if let Some(why) = label_key(k) {
+                err(path, format!("key {why}"));
+            } else if let Some(why) = label_value(v) {
+                err(path, format!("value {v:?} {why}"));
+            }
+        }
+        if let Some(sa) = &pod.service_account_name
+            && let Some(why) = dns1123_subdomain(sa)
+        {
+            err(
+                "spec.pod.serviceAccountName".into(),
+                format!("{sa:?} {why}"),
+            );
+        }
+    }
+}
+
+fn is_zero(v: &IntOrString) -> bool {
+    match v {
+        IntOrString::Int(i) => *i == 0,
+        IntOrString::String(s) => s.trim_end_matches('%').parse::<i64>() == Ok(0),
+    }
+}
+
+fn int_or_percent(v: &IntOrString) -> Option<String> {
+    match v {
+        IntOrString::Int(i) if *i < 0 => Some(format!("{i} must not be negative")),
+        IntOrString::Int(_) => None,
+        IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
+            Some(Ok(p)) if p <= 100 => None,
+            _ => Some(format!(
+                "{s:?} must be a number or a percentage from 0% to 100%"
+            )),
+        },
+    }
+}
+
+/// Why `s` is not a DNS-1035 label of at most `max` characters, or None when it is one.
+pub fn dns1035_label(s: &str, max: usize) -> Option<String> {
+    if let Some(why) = dns1123_label(s, max) {
+        return Some(why);
+    }
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Some("must start with a lowercase letter".into());
+    }
+    None
+}
+
+/// Why `s` is not a DNS-1123 label of at most `max` characters, or None when it is one.
+pub fn dns1123_label(s: &str, max: usize) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > max {
+        return Some(format!(
+            "is {} characters long; at most {max} are allowed",
+            s.len()
+        ));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Some("may contain only lowercase letters, digits and '-'".into());
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Some("must start and end with a letter or digit".into());
+    }
+    None
+}
+
+fn dns1123_subdomain(s: &str) -> Option<String> {
+    if s.len() > 253 {
+        return Some(format!(
+            "is {} characters long; at most 253 are allowed",
+            s.len()
+        ));
+    }
+    s.split('.')
+        .find_map(|part| dns1123_label(part, 63))
+        .map(|why| format!("is not a DNS-1123 subdomain: each part {why}"))
+}
+
+fn hostname(s: &str) -> Option<String> {
+    dns1123_subdomain(s.strip_prefix("*.").unwrap_or(s))
+        .map(|why| why.replace("DNS-1123 subdomain", "host name"))
+}
+
+fn port_name(s: &str) -> Option<String> {
+    if let Some(why) = dns1123_label(s, 15) {
+        return Some(why);
+    }
+    if s.contains("--") {
+        return Some("must not contain '--'".into());
+    }
+    if !s.chars().any(|c| c.is_ascii_lowercase()) {
+        return Some("must contain at least one letter".into());
+    }
+    None
+}
+
+fn label_key(k: &str) -> Option<String> {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix
+        && let Some(why) = dns1123_subdomain(p)
+    {
+        return Some(format!("prefix {p:?} {why}"));
+    }
+    if name.is_empty() || name.len() > 63 {
+        return Some(format!("name {name:?} must be 1 to 63 characters"));
+    }
+    label_value(name)
+}
+
+fn label_value(v: &str) -> Option<String> {
+    if v.len() > 63 {
+        return Some(format!(
+            "is {} characters long; at most 63 are allowed",
+            v.len()
+        ));
+    }
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let edge_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    if !v.chars().all(ok_char) || !edge_ok(v.chars().next()) || !edge_ok(v.chars().last()) {
+        return Some("may contain only letters, digits, '-', '_' and '.', and must start and end with a letter or digit".into());
+    }
+    None
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, prefix)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(prefix) = prefix.parse::<u8>() else {
+        return false;
+    };
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => prefix <= 32,
+        Ok(std::net::IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
+}
+
+/// Parses a Kubernetes quantity (`10Gi`, `500M`, `1.5e3`) into a number of base units.
+pub fn parse_quantity(s: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 13] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ];
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let (num, mult) = SUFFIXES
+        .iter()
+        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
+        .or_else(|| s.strip_suffix('P').map(|n| (n, 1e15)))
+        .or_else(|| {
+            s.strip_suffix('E')
+                .filter(|n| !n.is_empty())
+                .map(|n| (n, 1e18))
+        })
+        .unwrap_or((s, 1.0));
+    let plain = |n: &str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && n.chars().filter(|&c| c == '.').count() <= 1
+            && n != "."
+    };
+    let value = match num.split_once(['e', 'E']) {
+        Some((m, e)) if mult == 1.0 && plain(m) => {
+            let e = e.strip_prefix('+').unwrap_or(e);
+            let digits = e.strip_prefix('-').unwrap_or(e);
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            m.parse::<f64>().ok()? * 10f64.powi(e.parse::<i32>().ok()?)
+        }
+        _ if plain(num) => num.parse::<f64>().ok()?,
+        _ => return None,
+    };
+    Some(value * mult)
+}
+
+/// Names of things the checks refer to, gathered once; used by tests.
+pub fn rule_paths(errs: &[FieldError]) -> BTreeSet<&str> {
+    errs.iter().map(|e| e.path.as_str()).collect()
+}
