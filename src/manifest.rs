@@ -30,13 +30,7 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (document {}): {}",
-            self.file.display(),
-            self.document,
-            self.error
-        )
+        write!(f, "{} (document {}): {}", self.file.display(), self.document, self.error)
     }
 }
 
@@ -48,18 +42,10 @@ pub fn load(paths: &[PathBuf], namespace: Option<&str>) -> Result<Manifests, Vec
     for file in expand(paths, &mut errors) {
         match std::fs::read_to_string(&file) {
             Ok(text) => load_str(&text, &file, namespace, &mut out, &mut errors),
-            Err(e) => errors.push(LoadError {
-                file,
-                document: 0,
-                error: FieldError::new("file", e.to_string()),
-            }),
+            Err(e) => errors.push(LoadError { file, document: 0, error: FieldError::new("file", e.to_string()) }),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
 fn expand(paths: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
@@ -89,30 +75,15 @@ fn expand(paths: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
 }
 
 /// Parses one YAML stream into `out`, appending every problem to `errors`.
-pub fn load_str(
-    text: &str,
-    file: &Path,
-    namespace: Option<&str>,
-    out: &mut Manifests,
-    errors: &mut Vec<LoadError>,
-) {
+pub fn load_str(text: &str, file: &Path, namespace: Option<&str>, out: &mut Manifests, errors: &mut Vec<LoadError>) {
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
-        let mut fail = |error: FieldError| {
-            errors.push(LoadError {
-                file: file.to_path_buf(),
-                document,
-                error,
-            })
-        };
+        let mut fail = |error: FieldError| errors.push(LoadError { file: file.to_path_buf(), document, error });
         let mut value = match serde_json::Value::deserialize(doc) {
             Ok(serde_json::Value::Null) => continue,
             Ok(v @ serde_json::Value::Object(_)) => v,
             Ok(_) => {
-                fail(FieldError::new(
-                    ".",
-                    "a document must be a mapping with apiVersion, kind and metadata",
-                ));
+                fail(FieldError::new(".", "a document must be a mapping with apiVersion, kind and metadata"));
                 continue;
             }
             Err(e) => {
@@ -121,16 +92,8 @@ pub fn load_str(
                 break;
             }
         };
-        let api_version = value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let kind = value
-            .get("kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         if api_version.starts_with("flotilla.dev/")
             && let Some(map) = value.as_object_mut()
         {
@@ -147,9 +110,7 @@ pub fn load_str(
                             format!("{own:?} does not match the namespace {flag:?} given with -n"),
                         )),
                         (Some(_), _) => {}
-                        (None, flag) => {
-                            ms.metadata.namespace = Some(flag.unwrap_or("default").to_string())
-                        }
+                        (None, flag) => ms.metadata.namespace = Some(flag.unwrap_or("default").to_string()),
                     }
                     let errs = validate(&ms);
                     if errs.is_empty() {
@@ -173,12 +134,8 @@ pub fn load_str(
                 ),
             )),
             _ => {
-                let name = value
-                    .pointer("/metadata/name")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("");
-                out.skipped
-                    .push(format!("{}: {api_version}/{kind} {name}", file.display()));
+                let name = value.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("");
+                out.skipped.push(format!("{}: {api_version}/{kind} {name}", file.display()));
             }
         }
     }
@@ -192,22 +149,20 @@ pub fn strict<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Vec<Fi
     let parsed: Result<T, _> = serde_path_to_error::deserialize(de);
     let mut errs: Vec<FieldError> = unknown
         .into_iter()
-        .map(|p| {
-            FieldError::new(
-                p,
-                "unknown field (check the spelling; `kubectl explain` lists the fields)",
-            )
-        })
+        .map(|p| FieldError::new(p, "unknown field (check the spelling; `kubectl explain` lists the fields)"))
         .collect();
     match parsed {
         Ok(t) if errs.is_empty() => Ok(t),
         Ok(_) => Err(errs),
         Err(e) => {
-            let path = json_path(&e.path().to_string());
-            errs.push(FieldError::new(
-                if path.is_empty() { ".".into() } else { path },
-                e.into_inner().to_string(),
-            ));
+            let mut path = json_path(&e.path().to_string());
+            let mut message = e.into_inner().to_string();
+            // "spec: missing field `image`" reads better as "spec.image: is required".
+            if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+                path = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+                message = "is required".into();
+            }
+            errs.push(FieldError::new(if path.is_empty() { ".".into() } else { path }, message));
             Err(errs)
         }
     }

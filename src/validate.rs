@@ -3,7 +3,7 @@
 //! Every problem is reported with the path of the field at fault, so a user can find it in the
 //! file they wrote. The checks never panic, whatever the input.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,10 +22,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self { path: path.into(), message: message.into() }
     }
 }
 
@@ -47,50 +44,31 @@ pub fn validate(ms: &Microservice) -> Vec<FieldError> {
     if name.is_empty() {
         errs.push(FieldError::new("metadata.name", "is required"));
     } else if let Some(why) = dns1035_label(name, MAX_NAME_LEN) {
-        errs.push(FieldError::new(
-            "metadata.name",
-            format!("{name:?} {why} (child objects add suffixes to it, so at most {MAX_NAME_LEN} characters)"),
-        ));
+        let hint = if name.len() > MAX_NAME_LEN { " (child objects add suffixes to the name)" } else { "" };
+        errs.push(FieldError::new("metadata.name", format!("{name:?} {why}{hint}")));
     }
     if let Some(ns) = ms.metadata.namespace.as_deref()
         && let Some(why) = dns1123_label(ns, 63)
     {
-        errs.push(FieldError::new(
-            "metadata.namespace",
-            format!("{ns:?} {why}"),
-        ));
+        errs.push(FieldError::new("metadata.namespace", format!("{ns:?} {why}")));
     }
     validate_spec(&ms.spec, name, ms.metadata.namespace.as_deref(), &mut errs);
     errs
 }
 
-fn validate_spec(
-    spec: &MicroserviceSpec,
-    name: &str,
-    namespace: Option<&str>,
-    errs: &mut Vec<FieldError>,
-) {
+fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, errs: &mut Vec<FieldError>) {
     let mut err = |path: String, msg: String| errs.push(FieldError::new(path, msg));
 
     if spec.image.trim().is_empty() {
-        err(
-            "spec.image".into(),
-            "is required: the container image to run".into(),
-        );
+        err("spec.image".into(), "is required: the container image to run".into());
     } else if spec.image.chars().any(char::is_whitespace) {
-        err(
-            "spec.image".into(),
-            format!("{:?} must not contain whitespace", spec.image),
-        );
+        err("spec.image".into(), format!("{:?} must not contain whitespace", spec.image));
     }
 
     if let Some(r) = spec.replicas
         && !(0..=1000).contains(&r)
     {
-        err(
-            "spec.replicas".into(),
-            format!("{r} is out of range 0..=1000"),
-        );
+        err("spec.replicas".into(), format!("{r} is out of range 0..=1000"));
     }
     if spec.replicas.is_some() && spec.autoscaling.is_some() {
         err(
@@ -101,24 +79,15 @@ fn validate_spec(
     if let Some(a) = &spec.autoscaling {
         let min = a.min_replicas.unwrap_or(1);
         if !(1..=1000).contains(&min) {
-            err(
-                "spec.autoscaling.minReplicas".into(),
-                format!("{min} is out of range 1..=1000"),
-            );
+            err("spec.autoscaling.minReplicas".into(), format!("{min} is out of range 1..=1000"));
         }
         if !(1..=1000).contains(&a.max_replicas) {
-            err(
-                "spec.autoscaling.maxReplicas".into(),
-                format!("{} is out of range 1..=1000", a.max_replicas),
-            );
+            err("spec.autoscaling.maxReplicas".into(), format!("{} is out of range 1..=1000", a.max_replicas));
         }
         if min > a.max_replicas {
             err(
                 "spec.autoscaling.minReplicas".into(),
-                format!(
-                    "{min} must not be greater than maxReplicas ({})",
-                    a.max_replicas
-                ),
+                format!("{min} must not be greater than maxReplicas ({})", a.max_replicas),
             );
         }
         for (field, v) in [("cpu", a.cpu), ("memory", a.memory)] {
@@ -136,37 +105,22 @@ fn validate_spec(
     // Ports.
     if let Some(ports) = &spec.ports {
         if ports.is_empty() {
-            err(
-                "spec.ports".into(),
-                "must list at least one port (leave it out for the default http 8080)".into(),
-            );
+            err("spec.ports".into(), "must list at least one port (leave it out for the default http 8080)".into());
         }
         if ports.len() > 20 {
-            err(
-                "spec.ports".into(),
-                format!("has {} ports; at most 20 are allowed", ports.len()),
-            );
+            err("spec.ports".into(), format!("has {} ports; at most 20 are allowed", ports.len()));
         }
         let mut names = BTreeMap::new();
         let mut numbers = BTreeMap::new();
         for (i, p) in ports.iter().enumerate() {
             if let Some(why) = port_name(&p.name) {
-                err(
-                    format!("spec.ports[{i}].name"),
-                    format!("{:?} {why}", p.name),
-                );
+                err(format!("spec.ports[{i}].name"), format!("{:?} {why}", p.name));
             }
             if let Some(first) = names.insert(p.name.as_str(), i) {
-                err(
-                    format!("spec.ports[{i}].name"),
-                    format!("{:?} is already used by spec.ports[{first}]", p.name),
-                );
+                err(format!("spec.ports[{i}].name"), format!("{:?} is already used by spec.ports[{first}]", p.name));
             }
             if !(1..=65535).contains(&p.port) {
-                err(
-                    format!("spec.ports[{i}].port"),
-                    format!("{} is out of range 1..=65535", p.port),
-                );
+                err(format!("spec.ports[{i}].port"), format!("{} is out of range 1..=65535", p.port));
             }
             let proto = p.protocol.map(|p| p.as_str()).unwrap_or("TCP");
             if let Some(first) = numbers.insert((p.port, proto), i) {
@@ -182,23 +136,14 @@ fn validate_spec(
 
     if let Some(hc) = &spec.health_check {
         if !hc.path.starts_with('/') {
-            err(
-                "spec.healthCheck.path".into(),
-                format!("{:?} must start with '/'", hc.path),
-            );
+            err("spec.healthCheck.path".into(), format!("{:?} must start with '/'", hc.path));
         }
         match &hc.port {
             Some(IntOrString::String(n)) if !has_port_name(n) => {
-                err(
-                    "spec.healthCheck.port".into(),
-                    format!("{n:?} is not the name of one of spec.ports"),
-                );
+                err("spec.healthCheck.port".into(), format!("{n:?} is not the name of one of spec.ports"));
             }
             Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => {
-                err(
-                    "spec.healthCheck.port".into(),
-                    format!("{n} is out of range 1..=65535"),
-                );
+                err("spec.healthCheck.port".into(), format!("{n} is out of range 1..=65535"));
             }
             _ => {}
         }
@@ -213,10 +158,7 @@ fn validate_spec(
         if let Some(storage) = &db.storage {
             match parse_quantity(storage) {
                 Some(v) if v > 0.0 => {}
-                Some(_) => err(
-                    "spec.database.storage".into(),
-                    format!("{storage:?} must be greater than zero"),
-                ),
+                Some(_) => err("spec.database.storage".into(), format!("{storage:?} must be greater than zero")),
                 None => err(
                     "spec.database.storage".into(),
                     format!("{storage:?} is not a quantity; write it like 10Gi or 500Mi"),
@@ -231,10 +173,7 @@ fn validate_spec(
         let path = format!("spec.dependencies[{i}]");
         match (&d.service, &d.external) {
             (Some(_), Some(_)) | (None, None) => {
-                err(
-                    path.clone(),
-                    "must set exactly one of service or external".into(),
-                );
+                err(path.clone(), "must set exactly one of service or external".into());
             }
             _ => {}
         }
@@ -244,10 +183,7 @@ fn validate_spec(
             } else {
                 let ns = d.namespace.as_deref().or(namespace);
                 if svc == name && ns == namespace {
-                    err(
-                        format!("{path}.service"),
-                        format!("{svc:?} is this service itself"),
-                    );
+                    err(format!("{path}.service"), format!("{svc:?} is this service itself"));
                 }
                 let env = dependency_env_name(svc);
                 if let Some(first) = env_names.insert(env.clone(), path.clone()) {
@@ -271,41 +207,26 @@ fn validate_spec(
             }
         } else {
             if d.namespace.is_some() {
-                err(
-                    format!("{path}.namespace"),
-                    "applies only to a service dependency".into(),
-                );
+                err(format!("{path}.namespace"), "applies only to a service dependency".into());
             }
             if d.port.is_some() {
-                err(
-                    format!("{path}.port"),
-                    "applies only to a service dependency; use external.ports".into(),
-                );
+                err(format!("{path}.port"), "applies only to a service dependency; use external.ports".into());
             }
         }
         if let Some(ext) = &d.external {
             if !is_cidr(&ext.cidr) {
-                err(
-                    format!("{path}.external.cidr"),
-                    format!("{:?} is not a CIDR such as 203.0.113.0/24", ext.cidr),
-                );
+                err(format!("{path}.external.cidr"), format!("{:?} is not a CIDR such as 203.0.113.0/24", ext.cidr));
             }
             for (j, p) in ext.ports.iter().flatten().enumerate() {
                 if !(1..=65535).contains(p) {
-                    err(
-                        format!("{path}.external.ports[{j}]"),
-                        format!("{p} is out of range 1..=65535"),
-                    );
+                    err(format!("{path}.external.ports[{j}]"), format!("{p} is out of range 1..=65535"));
                 }
             }
         }
     }
     for (i, e) in spec.env.iter().flatten().enumerate() {
         if let Some(dep) = env_names.get(&e.name) {
-            err(
-                format!("spec.env[{i}].name"),
-                format!("{} is set by {dep}; choose another name", e.name),
-            );
+            err(format!("spec.env[{i}].name"), format!("{} is set by {dep}; choose another name", e.name));
         }
     }
 
@@ -313,51 +234,33 @@ fn validate_spec(
     if let Some(expose) = &spec.expose {
         if let Some(ing) = &expose.ingress {
             if let Some(why) = hostname(&ing.host) {
-                err(
-                    "spec.expose.ingress.host".into(),
-                    format!("{:?} {why}", ing.host),
-                );
+                err("spec.expose.ingress.host".into(), format!("{:?} {why}", ing.host));
             }
             if let Some(path) = &ing.path
                 && !path.starts_with('/')
             {
-                err(
-                    "spec.expose.ingress.path".into(),
-                    format!("{path:?} must start with '/'"),
-                );
+                err("spec.expose.ingress.path".into(), format!("{path:?} must start with '/'"));
             }
             if let Some(p) = &ing.port
                 && !has_port_name(p)
             {
-                err(
-                    "spec.expose.ingress.port".into(),
-                    format!("{p:?} is not the name of one of spec.ports"),
-                );
+                err("spec.expose.ingress.port".into(), format!("{p:?} is not the name of one of spec.ports"));
             }
             if let Some(s) = &ing.tls_secret
                 && let Some(why) = dns1123_subdomain(s)
             {
-                err(
-                    "spec.expose.ingress.tlsSecret".into(),
-                    format!("{s:?} {why}"),
-                );
+                err("spec.expose.ingress.tlsSecret".into(), format!("{s:?} {why}"));
             }
         }
         for (i, a) in expose.allow_from.iter().flatten().enumerate() {
             if let Some(why) = dns1123_label(&a.namespace, 63) {
-                err(
-                    format!("spec.expose.allowFrom[{i}].namespace"),
-                    format!("{:?} {why}", a.namespace),
-                );
+                err(format!("spec.expose.allowFrom[{i}].namespace"), format!("{:?} {why}", a.namespace));
             }
         }
     }
 
     if let Some(r) = &spec.rollout {
-        for (field, v) in [
-            ("maxSurge", &r.max_surge),
-            ("maxUnavailable", &r.max_unavailable),
-        ] {
+        for (field, v) in [("maxSurge", &r.max_surge), ("maxUnavailable", &r.max_unavailable)] {
             if let Some(v) = v
                 && let Some(why) = int_or_percent(v)
             {
@@ -369,31 +272,21 @@ fn validate_spec(
         if zero(&r.max_surge) && (r.max_unavailable.is_none() || zero(&r.max_unavailable)) {
             err(
                 "spec.rollout.maxSurge".into(),
-                "must not be 0 while maxUnavailable is 0: no rollout could ever make progress"
-                    .into(),
+                "must not be 0 while maxUnavailable is 0: no rollout could ever make progress".into(),
             );
         }
         if let Some(p) = r.progress_deadline_seconds
             && p < 1
         {
-            err(
-                "spec.rollout.progressDeadlineSeconds".into(),
-                format!("{p} must be at least 1"),
-            );
+            err("spec.rollout.progressDeadlineSeconds".into(), format!("{p} must be at least 1"));
         }
     }
 
     if let Some(d) = &spec.disruption {
         if d.min_available.is_some() && d.max_unavailable.is_some() {
-            err(
-                "spec.disruption".into(),
-                "set at most one of minAvailable and maxUnavailable".into(),
-            );
+            err("spec.disruption".into(), "set at most one of minAvailable and maxUnavailable".into());
         }
-        for (field, v) in [
-            ("minAvailable", &d.min_available),
-            ("maxUnavailable", &d.max_unavailable),
-        ] {
+        for (field, v) in [("minAvailable", &d.min_available), ("maxUnavailable", &d.max_unavailable)] {
             if let Some(v) = v
                 && let Some(why) = int_or_percent(v)
             {
@@ -406,10 +299,7 @@ fn validate_spec(
         for (k, v) in pod.labels.iter().flatten() {
             let path = format!("spec.pod.labels[{k:?}]");
             if RESERVED_LABELS.contains(&k.as_str()) {
-                err(
-                    path,
-                    "is set by Flotilla itself and cannot be overridden".into(),
-                );
+                err(path, "is set by Flotilla itself and cannot be overridden".into());
             } else if let Some(why) = label_key(k) {
                 err(path, format!("key {why}"));
             } else if let Some(why) = label_value(v) {
@@ -419,10 +309,7 @@ fn validate_spec(
         if let Some(sa) = &pod.service_account_name
             && let Some(why) = dns1123_subdomain(sa)
         {
-            err(
-                "spec.pod.serviceAccountName".into(),
-                format!("{sa:?} {why}"),
-            );
+            err("spec.pod.serviceAccountName".into(), format!("{sa:?} {why}"));
         }
     }
 }
@@ -440,9 +327,7 @@ fn int_or_percent(v: &IntOrString) -> Option<String> {
         IntOrString::Int(_) => None,
         IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
             Some(Ok(p)) if p <= 100 => None,
-            _ => Some(format!(
-                "{s:?} must be a number or a percentage from 0% to 100%"
-            )),
+            _ => Some(format!("{s:?} must be a number or a percentage from 0% to 100%")),
         },
     }
 }
@@ -464,15 +349,9 @@ pub fn dns1123_label(s: &str, max: usize) -> Option<String> {
         return Some("must not be empty".into());
     }
     if s.len() > max {
-        return Some(format!(
-            "is {} characters long; at most {max} are allowed",
-            s.len()
-        ));
+        return Some(format!("is {} characters long; at most {max} are allowed", s.len()));
     }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         return Some("may contain only lowercase letters, digits and '-'".into());
     }
     if s.starts_with('-') || s.ends_with('-') {
@@ -483,10 +362,7 @@ pub fn dns1123_label(s: &str, max: usize) -> Option<String> {
 
 fn dns1123_subdomain(s: &str) -> Option<String> {
     if s.len() > 253 {
-        return Some(format!(
-            "is {} characters long; at most 253 are allowed",
-            s.len()
-        ));
+        return Some(format!("is {} characters long; at most 253 are allowed", s.len()));
     }
     s.split('.')
         .find_map(|part| dns1123_label(part, 63))
@@ -494,8 +370,7 @@ fn dns1123_subdomain(s: &str) -> Option<String> {
 }
 
 fn hostname(s: &str) -> Option<String> {
-    dns1123_subdomain(s.strip_prefix("*.").unwrap_or(s))
-        .map(|why| why.replace("DNS-1123 subdomain", "host name"))
+    dns1123_subdomain(s.strip_prefix("*.").unwrap_or(s)).map(|why| why.replace("DNS-1123 subdomain", "host name"))
 }
 
 fn port_name(s: &str) -> Option<String> {
@@ -529,15 +404,14 @@ fn label_key(k: &str) -> Option<String> {
 
 fn label_value(v: &str) -> Option<String> {
     if v.len() > 63 {
-        return Some(format!(
-            "is {} characters long; at most 63 are allowed",
-            v.len()
-        ));
+        return Some(format!("is {} characters long; at most 63 are allowed", v.len()));
     }
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let edge_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
     if !v.chars().all(ok_char) || !edge_ok(v.chars().next()) || !edge_ok(v.chars().last()) {
-        return Some("may contain only letters, digits, '-', '_' and '.', and must start and end with a letter or digit".into());
+        return Some(
+            "may contain only letters, digits, '-', '_' and '.', and must start and end with a letter or digit".into(),
+        );
     }
     None
 }
@@ -578,11 +452,7 @@ pub fn parse_quantity(s: &str) -> Option<f64> {
         .iter()
         .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
         .or_else(|| s.strip_suffix('P').map(|n| (n, 1e15)))
-        .or_else(|| {
-            s.strip_suffix('E')
-                .filter(|n| !n.is_empty())
-                .map(|n| (n, 1e18))
-        })
+        .or_else(|| s.strip_suffix('E').filter(|n| !n.is_empty()).map(|n| (n, 1e18)))
         .unwrap_or((s, 1.0));
     let plain = |n: &str| {
         !n.is_empty()
@@ -603,9 +473,4 @@ pub fn parse_quantity(s: &str) -> Option<f64> {
         _ => return None,
     };
     Some(value * mult)
-}
-
-/// Names of things the checks refer to, gathered once; used by tests.
-pub fn rule_paths(errs: &[FieldError]) -> BTreeSet<&str> {
-    errs.iter().map(|e| e.path.as_str()).collect()
 }

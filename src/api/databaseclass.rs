@@ -1,4 +1,6 @@
 //! The `DatabaseClass` custom resource: how the platform team provisions databases.
+// kube-derive's repeated `printcolumn(...)` and `derive = ...` keys trip this lint.
+#![allow(clippy::duplicated_attributes)]
 
 use std::collections::BTreeMap;
 
@@ -20,21 +22,13 @@ pub const DEFAULT_CLASS_ANNOTATION: &str = "flotilla.dev/is-default-class";
     category = "flotilla",
     doc = "How databases of one kind are provisioned, like a StorageClass for databases.",
     printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine"),
-    printcolumn(
-        name = "Provisioner",
-        type_ = "string",
-        json_path = ".spec.provisioner"
-    ),
+    printcolumn(name = "Provisioner", type_ = "string", json_path = ".spec.provisioner"),
     printcolumn(
         name = "Default",
         type_ = "string",
         json_path = ".metadata.annotations.flotilla\\.dev/is-default-class"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self.provisioner != 'embedded' || has(self.embedded)")
     .message("provisioner embedded needs the embedded section"))]
@@ -56,9 +50,7 @@ pub struct DatabaseClassSpec {
 }
 
 /// Database engine.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     #[default]
@@ -68,9 +60,7 @@ pub enum Engine {
 }
 
 /// How a database is provisioned.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Provisioner {
     #[default]

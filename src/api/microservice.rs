@@ -1,11 +1,12 @@
 //! The `Microservice` custom resource: one object that declares a whole service.
+// kube-derive's repeated `printcolumn(...)` and `derive = ...` keys trip this lint.
+#![allow(clippy::duplicated_attributes)]
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscalerBehavior, MetricSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, EnvFromSource, EnvVar, Probe, ResourceRequirements, Toleration,
-    TopologySpreadConstraint,
+    Affinity, EnvFromSource, EnvVar, Probe, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -139,10 +140,7 @@ pub struct MicroserviceSpec {
 #[serde(rename_all = "camelCase")]
 pub struct PortSpec {
     /// Port name, an IANA service name: lowercase letters, digits and '-', at most 15 characters.
-    #[schemars(
-        length(min = 1, max = 15),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[x_kube(validation = Rule::new("self.matches('[a-z]')").message("a port name must contain at least one letter"))]
     pub name: String,
     /// Port number, used by both the container and the Service.
@@ -257,9 +255,7 @@ pub struct DatabaseSpec {
 }
 
 /// What happens to a database when its Microservice is deleted.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 pub enum DeletionPolicy {
     /// Keep the data and credentials; a Microservice of the same name adopts them again.
     #[default]
@@ -278,17 +274,11 @@ pub enum DeletionPolicy {
 pub struct Dependency {
     /// Name of the Microservice called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub service: Option<String>,
     /// Namespace of the Microservice called (this service's namespace when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub namespace: Option<String>,
     /// Name of the callee's port to use (its first port when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,9 +323,7 @@ pub struct IngressExpose {
     /// Host name, for example `shop.example.com`.
     #[schemars(
         length(min = 1, max = 253),
-        regex(
-            pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-        )
+        regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub host: String,
     /// Path prefix (default `/`).
@@ -358,10 +346,7 @@ pub struct IngressExpose {
 #[serde(rename_all = "camelCase")]
 pub struct AllowFrom {
     /// Namespace whose pods may call the service.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub namespace: String,
     /// Only pods of that namespace matching this selector (all of its pods when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,13 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -34,30 +31,17 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
         spec: Some(DeploymentSpec {
             // With autoscaling the HPA owns the replica count: leaving the field out of every apply
             // is what keeps the operator from fighting it.
-            replicas: if spec.autoscaling.is_some() {
-                None
-            } else {
-                Some(spec.replicas.unwrap_or(1))
-            },
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(cx.name)),
-                ..Default::default()
-            },
+            replicas: if spec.autoscaling.is_some() { None } else { Some(spec.replicas.unwrap_or(1)) },
+            selector: LabelSelector { match_labels: Some(selector_labels(cx.name)), ..Default::default() },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(
-                        rollout
-                            .max_surge
-                            .unwrap_or(IntOrString::String("25%".into())),
-                    ),
+                    max_surge: Some(rollout.max_surge.unwrap_or(IntOrString::String("25%".into()))),
                     max_unavailable: Some(rollout.max_unavailable.unwrap_or(IntOrString::Int(0))),
                 }),
             }),
             progress_deadline_seconds: Some(
-                rollout
-                    .progress_deadline_seconds
-                    .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
+                rollout.progress_deadline_seconds.unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
             ),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -66,21 +50,12 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(
-                        pod.service_account_name
-                            .clone()
-                            .unwrap_or_else(|| cx.name.into()),
-                    ),
-                    automount_service_account_token: Some(
-                        pod.automount_service_account_token.unwrap_or(false),
-                    ),
+                    service_account_name: Some(pod.service_account_name.clone().unwrap_or_else(|| cx.name.into())),
+                    automount_service_account_token: Some(pod.automount_service_account_token.unwrap_or(false)),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                         ..Default::default()
                     }),
                     containers: vec![container(cx)],
@@ -107,10 +82,7 @@ fn container(cx: &Cx) -> Container {
     let probes = spec.probes.clone().unwrap_or_default();
     let http = spec.health_check.as_ref().map(|hc| HTTPGetAction {
         path: Some(hc.path.clone()),
-        port: hc
-            .port
-            .clone()
-            .unwrap_or_else(|| IntOrString::String(cx.ports[0].name.clone())),
+        port: hc.port.clone().unwrap_or_else(|| IntOrString::String(cx.ports[0].name.clone())),
         ..Default::default()
     });
     let shorthand = |period: i32, failures: i32| {
@@ -151,21 +123,11 @@ fn container(cx: &Cx) -> Container {
             privileged: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     }
@@ -201,10 +163,7 @@ pub fn default_resources() -> ResourceRequirements {
             ("cpu".into(), Quantity("100m".into())),
             ("memory".into(), Quantity("128Mi".into())),
         ])),
-        limits: Some(BTreeMap::from([(
-            "memory".into(),
-            Quantity("256Mi".into()),
-        )])),
+        limits: Some(BTreeMap::from([("memory".into(), Quantity("256Mi".into()))])),
         ..Default::default()
     }
 }

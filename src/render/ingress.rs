@@ -1,8 +1,8 @@
 //! The Ingress, present only with `spec.expose.ingress`.
 
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
+    IngressTLS, ServiceBackendPort,
 };
 
 use super::Cx;
@@ -23,22 +23,17 @@ pub(super) fn ingress(cx: &Cx) -> Option<Ingress> {
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
                                 name: cx.name.into(),
-                                port: Some(ServiceBackendPort {
-                                    name: Some(port),
-                                    number: None,
-                                }),
+                                port: Some(ServiceBackendPort { name: Some(port), number: None }),
                             }),
                             ..Default::default()
                         },
                     }],
                 }),
             }]),
-            tls: ing.tls_secret.as_ref().map(|s| {
-                vec![IngressTLS {
-                    hosts: Some(vec![ing.host.clone()]),
-                    secret_name: Some(s.clone()),
-                }]
-            }),
+            tls: ing
+                .tls_secret
+                .as_ref()
+                .map(|s| vec![IngressTLS { hosts: Some(vec![ing.host.clone()]), secret_name: Some(s.clone()) }]),
             ..Default::default()
         }),
         status: None,

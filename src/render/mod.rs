@@ -77,10 +77,10 @@ pub struct World {
 impl World {
     /// The Microservice `namespace/name`, if known.
     pub fn find(&self, namespace: &str, name: &str) -> Option<&Microservice> {
-        self.microservices.iter().map(Arc::as_ref).find(|m| {
-            m.metadata.namespace.as_deref() == Some(namespace)
-                && m.metadata.name.as_deref() == Some(name)
-        })
+        self.microservices
+            .iter()
+            .map(Arc::as_ref)
+            .find(|m| m.metadata.namespace.as_deref() == Some(namespace) && m.metadata.name.as_deref() == Some(name))
     }
 
     /// Services that list `namespace/name` as a dependency, with the port name they asked for,
@@ -94,14 +94,9 @@ impl World {
                 let caller_ns = m.metadata.namespace.as_deref()?;
                 let caller_name = m.metadata.name.as_deref()?;
                 let dep = m.spec.dependencies.iter().flatten().find(|d| {
-                    d.service.as_deref() == Some(name)
-                        && d.namespace.as_deref().unwrap_or(caller_ns) == namespace
+                    d.service.as_deref() == Some(name) && d.namespace.as_deref().unwrap_or(caller_ns) == namespace
                 })?;
-                Some(Caller {
-                    namespace: caller_ns.to_string(),
-                    name: caller_name.to_string(),
-                    port: dep.port.clone(),
-                })
+                Some(Caller { namespace: caller_ns.to_string(), name: caller_name.to_string(), port: dep.port.clone() })
             })
             .filter(|c| !(c.namespace == namespace && c.name == name))
             .collect();
@@ -139,10 +134,7 @@ pub struct Children {
 impl Children {
     /// Every child as JSON, in a fixed order.
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
-        fn push<T: Serialize>(
-            out: &mut Vec<serde_json::Value>,
-            o: &Option<T>,
-        ) -> Result<(), serde_json::Error> {
+        fn push<T: Serialize>(out: &mut Vec<serde_json::Value>, o: &Option<T>) -> Result<(), serde_json::Error> {
             if let Some(o) = o {
                 out.push(serde_json::to_value(o)?);
             }
@@ -263,10 +255,7 @@ pub fn effective_ports(spec: &MicroserviceSpec) -> Vec<PortSpec> {
 
 /// Name of the environment variable that carries the URL of dependency `service`.
 pub fn dependency_env_name(service: &str) -> String {
-    format!(
-        "{}_URL",
-        service.to_ascii_uppercase().replace(['-', '.'], "_")
-    )
+    format!("{}_URL", service.to_ascii_uppercase().replace(['-', '.'], "_"))
 }
 
 /// In-cluster URL of `port` of the Service `namespace/name`.
@@ -275,10 +264,7 @@ pub fn service_url(name: &str, namespace: &str, port: &PortSpec, settings: &Sett
         Some("https") => "https",
         _ => "http",
     };
-    format!(
-        "{scheme}://{name}.{namespace}.svc.{}:{}",
-        settings.cluster_domain, port.port
-    )
+    format!("{scheme}://{name}.{namespace}.svc.{}:{}", settings.cluster_domain, port.port)
 }
 
 /// The port of `callee` that a dependency asking for `port_name` reaches: the named port, or the
@@ -286,9 +272,7 @@ pub fn service_url(name: &str, namespace: &str, port: &PortSpec, settings: &Sett
 /// the default ports until it appears.
 pub fn callee_port(callee: Option<&MicroserviceSpec>, port_name: Option<&str>) -> PortSpec {
     let mut ports = effective_ports(callee.unwrap_or(&MicroserviceSpec::default()));
-    let i = port_name
-        .and_then(|n| ports.iter().position(|p| p.name == n))
-        .unwrap_or(0);
+    let i = port_name.and_then(|n| ports.iter().position(|p| p.name == n)).unwrap_or(0);
     ports.swap_remove(i)
 }
 

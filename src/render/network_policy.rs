@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -17,10 +17,7 @@ pub(super) fn network_policy(cx: &Cx) -> NetworkPolicy {
     NetworkPolicy {
         metadata: cx.meta(cx.name),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(cx.name)),
-                ..Default::default()
-            }),
+            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(cx.name)), ..Default::default() }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(ingress_rules(cx)),
             egress: Some(egress_rules(cx)),
@@ -44,16 +41,10 @@ fn ingress_rules(cx: &Cx) -> Vec<NetworkPolicyIngressRule> {
     if let Some(expose) = &cx.spec.expose {
         if let Some(ing) = &expose.ingress {
             let port = ing.port.as_deref().unwrap_or(&cx.ports[0].name);
-            let port = cx
-                .ports
-                .iter()
-                .find(|p| p.name == port)
-                .unwrap_or(&cx.ports[0]);
+            let port = cx.ports.iter().find(|p| p.name == port).unwrap_or(&cx.ports[0]);
             rules.push(NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(namespace_selector(
-                        &cx.world.settings.ingress_namespace,
-                    )),
+                    namespace_selector: Some(namespace_selector(&cx.world.settings.ingress_namespace)),
                     ..Default::default()
                 }]),
                 ports: Some(vec![np_port(port)]),
@@ -83,25 +74,17 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
     };
     let mut dns_peers = vec![NetworkPolicyPeer {
         namespace_selector: Some(namespace_selector(&settings.dns_namespace)),
-        pod_selector: Some(LabelSelector {
-            match_labels: Some(settings.dns_pod_labels.clone()),
-            ..Default::default()
-        }),
+        pod_selector: Some(LabelSelector { match_labels: Some(settings.dns_pod_labels.clone()), ..Default::default() }),
         ..Default::default()
     }];
     if let Some(ip) = &settings.node_local_dns {
         dns_peers.push(NetworkPolicyPeer {
-            ip_block: Some(IPBlock {
-                cidr: format!("{ip}/32"),
-                except: None,
-            }),
+            ip_block: Some(IPBlock { cidr: format!("{ip}/32"), except: None }),
             ..Default::default()
         });
     }
-    let mut rules = vec![NetworkPolicyEgressRule {
-        to: Some(dns_peers),
-        ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
-    }];
+    let mut rules =
+        vec![NetworkPolicyEgressRule { to: Some(dns_peers), ports: Some(vec![dns_port("UDP"), dns_port("TCP")]) }];
 
     for d in cx.spec.dependencies.iter().flatten() {
         if let Some(svc) = &d.service {
@@ -115,10 +98,7 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
         if let Some(ext) = &d.external {
             rules.push(NetworkPolicyEgressRule {
                 to: Some(vec![NetworkPolicyPeer {
-                    ip_block: Some(IPBlock {
-                        cidr: ext.cidr.clone(),
-                        except: None,
-                    }),
+                    ip_block: Some(IPBlock { cidr: ext.cidr.clone(), except: None }),
                     ..Default::default()
                 }]),
                 ports: ext.ports.as_ref().map(|ps| {
@@ -140,20 +120,14 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
 fn service_peer(name: &str, namespace: &str) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
         namespace_selector: Some(namespace_selector(namespace)),
-        pod_selector: Some(LabelSelector {
-            match_labels: Some(selector_labels(name)),
-            ..Default::default()
-        }),
+        pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(name)), ..Default::default() }),
         ..Default::default()
     }
 }
 
 fn namespace_selector(namespace: &str) -> LabelSelector {
     LabelSelector {
-        match_labels: Some(BTreeMap::from([(
-            NAMESPACE_NAME_LABEL.to_string(),
-            namespace.to_string(),
-        )])),
+        match_labels: Some(BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string())])),
         ..Default::default()
     }
 }

@@ -19,10 +19,7 @@ pub(super) fn pdb(cx: &Cx) -> Option<PodDisruptionBudget> {
     Some(PodDisruptionBudget {
         metadata: cx.meta(cx.name),
         spec: Some(PodDisruptionBudgetSpec {
-            selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(cx.name)),
-                ..Default::default()
-            }),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(cx.name)), ..Default::default() }),
             min_available,
             max_unavailable,
             // Pods that are not healthy anyway must not block a drain.

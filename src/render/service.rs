@@ -37,10 +37,7 @@ pub(super) fn service_account(cx: &Cx) -> Option<ServiceAccount> {
     }
     Some(ServiceAccount {
         metadata: cx.meta(cx.name),
-        automount_service_account_token: Some(
-            pod.and_then(|p| p.automount_service_account_token)
-                .unwrap_or(false),
-        ),
+        automount_service_account_token: Some(pod.and_then(|p| p.automount_service_account_token).unwrap_or(false)),
         ..Default::default()
     })
 }

@@ -1,0 +1,46 @@
+# Flotilla: `make demo` runs it on a local cluster, `make test` runs every test.
+
+CARGO ?= cargo
+include tests/cluster/cluster.mk
+
+# Test targets that need no cluster, and those that do (tests/cluster_*.rs).
+OFFLINE_TESTS := $(filter-out cluster_%,$(basename $(notdir $(wildcard tests/*.rs))))
+CLUSTER_TESTS := $(filter cluster_%,$(basename $(notdir $(wildcard tests/*.rs))))
+
+.PHONY: all build test test-offline test-cluster cluster-tests lint crds golden
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+## Every test: formatting, lints, unit and offline tests, then the cluster tests on the local
+## cluster (started for the run and stopped afterwards when none was running).
+test: lint test-offline test-cluster
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test-offline:
+	$(CARGO) test --lib --bins $(addprefix --test ,$(OFFLINE_TESTS))
+
+test-cluster:
+	@if [ -f $(CLUSTER_KUBECONFIG) ] && $(CLUSTER_ENV) kubectl --request-timeout=3s get --raw=/readyz >/dev/null 2>&1; then \
+		echo "using the running local cluster ($(CLUSTER_KUBECONFIG))"; \
+		$(MAKE) --no-print-directory cluster-tests; \
+	else \
+		$(MAKE) --no-print-directory cluster-up || exit $$?; \
+		$(MAKE) --no-print-directory cluster-tests; rc=$$?; \
+		$(MAKE) --no-print-directory cluster-down; exit $$rc; \
+	fi
+
+cluster-tests:
+	FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test $(addprefix --test ,$(CLUSTER_TESTS))
+
+## Regenerate the committed CRDs and golden files; review the diff before committing.
+crds:
+	$(CARGO) run -q -- crd > crds/flotilla.dev.yaml
+
+golden:
+	UPDATE_GOLDEN=1 $(CARGO) test --test golden --test crd

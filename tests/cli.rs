@@ -1,0 +1,97 @@
+//! The `flotilla` binary: CRD output, rendering, and clear exit-code-2 errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn flotilla(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("flotilla runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each file in tests/fixtures/invalid states, in `# expect:` lines, messages it must produce.
+#[test]
+fn invalid_files_exit_2_naming_the_field() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 10, "fixtures are missing");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+        assert!(!expects.is_empty(), "{} has no `# expect:` line", f.display());
+        let (code, stdout, stderr) = flotilla(&["render", "-f", f.to_str().unwrap()]);
+        assert_eq!(code, 2, "{}: exit code; stderr:\n{stderr}", f.display());
+        assert!(stdout.is_empty(), "{}: nothing may be rendered from invalid input, got:\n{stdout}", f.display());
+        for e in &expects {
+            let e = e.replace("shop.yaml", f.file_name().unwrap().to_str().unwrap());
+            assert!(stderr.contains(&e), "{}: stderr lacks {e:?}; it was:\n{stderr}", f.display());
+        }
+        assert!(!stderr.contains("panicked"), "{}: panicked:\n{stderr}", f.display());
+        for line in stderr.lines() {
+            assert!(line.starts_with("error: "), "{}: every line is one error: {line:?}", f.display());
+        }
+    }
+}
+
+#[test]
+fn render_prints_children_of_every_microservice() {
+    let (code, stdout, stderr) = flotilla(&["render", "-f", "examples/shop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let docs: Vec<serde_json::Value> =
+        serde_yaml_ng::Deserializer::from_str(&stdout).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+    let has = |kind: &str, name: &str| {
+        docs.iter().any(|d| d["kind"] == kind && d["metadata"]["name"] == name && d["metadata"]["namespace"] == "shop")
+    };
+    for svc in ["frontend", "catalog", "orders", "payments", "notifications"] {
+        for kind in ["Deployment", "Service", "ServiceAccount", "NetworkPolicy"] {
+            assert!(has(kind, svc), "{kind} {svc} missing");
+        }
+    }
+    assert!(has("HorizontalPodAutoscaler", "frontend") && has("HorizontalPodAutoscaler", "orders"));
+    assert!(!has("HorizontalPodAutoscaler", "catalog"));
+    assert!(has("Ingress", "frontend") && !has("Ingress", "orders"));
+    assert!(stderr.contains("skipped (not a Flotilla object)") && stderr.contains("Namespace shop"));
+}
+
+#[test]
+fn render_namespace_flag_fills_and_checks() {
+    let dir = std::env::temp_dir().join(format!("flotilla-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("api.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Microservice\nmetadata: {name: api}\nspec: {image: example/api:1}\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = flotilla(&["render", "-f", f.to_str().unwrap(), "-n", "team-a"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("namespace: team-a") && !stdout.contains("namespace: default"));
+    let (code, _, stderr) = flotilla(&["render", "-f", "examples/shop/orders.yaml", "-n", "team-a"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("metadata.namespace: \"shop\" does not match the namespace \"team-a\""), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn crd_command_prints_the_committed_crds() {
+    let (code, stdout, _) = flotilla(&["crd"]);
+    assert_eq!(code, 0);
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/flotilla.dev.yaml")).unwrap();
+    assert_eq!(stdout, committed);
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let (code, _, stderr) = flotilla(&["render", "-f", "no/such/file.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no/such/file.yaml") && stderr.contains("No such file"), "{stderr}");
+}

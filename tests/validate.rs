@@ -1,0 +1,243 @@
+//! One test per validation rule: a valid object passes, and breaking one rule gives exactly the
+//! field path and a message that says what is wrong.
+
+use flotilla::api::Microservice;
+use flotilla::validate::validate;
+
+fn ms(spec: &str) -> Microservice {
+    let yaml = format!(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: api, namespace: team}}\nspec:\n{spec}"
+    );
+    serde_yaml_ng::from_str(&yaml).unwrap_or_else(|e| panic!("test input parses: {e}\n{yaml}"))
+}
+
+/// Asserts `spec` breaks exactly one rule at `path`, with a message containing `words`.
+#[track_caller]
+fn refused(spec: &str, path: &str, words: &str) {
+    let errs = validate(&ms(spec));
+    assert!(
+        errs.iter().any(|e| e.path == path && e.message.contains(words)),
+        "expected {path}: ...{words}... got {errs:?}"
+    );
+}
+
+#[track_caller]
+fn accepted(spec: &str) {
+    let errs = validate(&ms(spec));
+    assert!(errs.is_empty(), "expected valid, got {errs:?}");
+}
+
+#[test]
+fn a_full_spec_is_valid() {
+    accepted(
+        r#"
+  image: ghcr.io/acme/orders:1.4.2
+  ports: [{name: http, port: 8080, appProtocol: http}, {name: grpc, port: 9000}]
+  healthCheck: {path: /healthz, port: http}
+  autoscaling: {minReplicas: 2, maxReplicas: 20, cpu: 70, memory: 80}
+  database: {class: postgres, storage: 10Gi, deletionPolicy: Retain}
+  dependencies:
+    - service: payments
+    - {service: users, namespace: identity, port: http}
+    - external: {cidr: 203.0.113.0/24, ports: [443]}
+  expose:
+    ingress: {host: shop.example.com, path: /, className: nginx, tlsSecret: shop-tls}
+    allowFrom: [{namespace: monitoring}]
+  rollout: {maxSurge: 25%, maxUnavailable: 0, progressDeadlineSeconds: 600}
+  disruption: {minAvailable: 1}
+  pod: {labels: {team: checkout}, serviceAccountName: orders-runner}
+"#,
+    );
+}
+
+#[test]
+fn name_rules() {
+    let mut m = ms("  image: x\n");
+    m.metadata.name = Some("a".repeat(46));
+    assert!(validate(&m).iter().any(|e| e.path == "metadata.name" && e.message.contains("at most 45")));
+    m.metadata.name = Some("9lives".into());
+    assert!(
+        validate(&m).iter().any(|e| e.path == "metadata.name" && e.message.contains("start with a lowercase letter"))
+    );
+    m.metadata.name = Some("Upper".into());
+    assert!(validate(&m).iter().any(|e| e.path == "metadata.name" && e.message.contains("lowercase")));
+    m.metadata.name = Some("a".repeat(45));
+    assert!(validate(&m).is_empty());
+}
+
+#[test]
+fn image_is_required() {
+    refused("  image: ''\n", "spec.image", "is required");
+    refused("  image: 'a b'\n", "spec.image", "whitespace");
+}
+
+#[test]
+fn replicas_and_autoscaling_are_exclusive() {
+    refused("  image: x\n  replicas: 2\n  autoscaling: {maxReplicas: 3}\n", "spec.replicas", "spec.autoscaling");
+    refused("  image: x\n  replicas: -1\n", "spec.replicas", "out of range");
+}
+
+#[test]
+fn autoscaling_bounds() {
+    refused(
+        "  image: x\n  autoscaling: {minReplicas: 4, maxReplicas: 3}\n",
+        "spec.autoscaling.minReplicas",
+        "greater than maxReplicas (3)",
+    );
+    refused(
+        "  image: x\n  autoscaling: {minReplicas: 0, maxReplicas: 3}\n",
+        "spec.autoscaling.minReplicas",
+        "out of range",
+    );
+    refused("  image: x\n  autoscaling: {maxReplicas: 3, cpu: 0}\n", "spec.autoscaling.cpu", "out of range");
+    accepted("  image: x\n  autoscaling: {minReplicas: 3, maxReplicas: 3}\n");
+}
+
+#[test]
+fn port_rules() {
+    refused("  image: x\n  ports: []\n", "spec.ports", "at least one port");
+    refused(
+        "  image: x\n  ports: [{name: http, port: 80}, {name: http, port: 81}]\n",
+        "spec.ports[1].name",
+        "already used by spec.ports[0]",
+    );
+    refused(
+        "  image: x\n  ports: [{name: a, port: 80}, {name: b, port: 80}]\n",
+        "spec.ports[1].port",
+        "80/TCP is already used",
+    );
+    accepted("  image: x\n  ports: [{name: a, port: 80}, {name: b, port: 80, protocol: UDP}]\n");
+    refused("  image: x\n  ports: [{name: Http, port: 80}]\n", "spec.ports[0].name", "lowercase");
+    refused("  image: x\n  ports: [{name: a-very-long-port-name, port: 80}]\n", "spec.ports[0].name", "at most 15");
+    refused("  image: x\n  ports: [{name: '8080', port: 80}]\n", "spec.ports[0].name", "at least one letter");
+    refused("  image: x\n  ports: [{name: a--b, port: 80}]\n", "spec.ports[0].name", "'--'");
+    refused("  image: x\n  ports: [{name: http, port: 70000}]\n", "spec.ports[0].port", "out of range");
+}
+
+#[test]
+fn health_check_rules() {
+    refused("  image: x\n  healthCheck: {path: healthz}\n", "spec.healthCheck.path", "start with '/'");
+    refused(
+        "  image: x\n  healthCheck: {path: /h, port: admin}\n",
+        "spec.healthCheck.port",
+        "not the name of one of spec.ports",
+    );
+    refused("  image: x\n  healthCheck: {path: /h, port: 0}\n", "spec.healthCheck.port", "out of range");
+    accepted("  image: x\n  healthCheck: {path: /h, port: 9999}\n");
+}
+
+#[test]
+fn database_rules() {
+    refused("  image: x\n  database: {storage: lots}\n", "spec.database.storage", "not a quantity");
+    refused("  image: x\n  database: {storage: '0'}\n", "spec.database.storage", "greater than zero");
+    refused("  image: x\n  database: {class: Postgres_17}\n", "spec.database.class", "DNS-1123");
+    for ok in ["10Gi", "500M", "1.5Gi", "1e9", "+2Ti", "100"] {
+        accepted(&format!("  image: x\n  database: {{storage: '{ok}'}}\n"));
+    }
+    for bad in ["Gi", "10 Gi", "1.2.3Gi", "10GB", "-1Gi", "e9"] {
+        refused(&format!("  image: x\n  database: {{storage: '{bad}'}}\n"), "spec.database.storage", "quantity");
+    }
+}
+
+#[test]
+fn dependency_rules() {
+    refused("  image: x\n  dependencies: [{}]\n", "spec.dependencies[0]", "exactly one of service or external");
+    refused(
+        "  image: x\n  dependencies: [{service: a, external: {cidr: 10.0.0.0/8}}]\n",
+        "spec.dependencies[0]",
+        "exactly one",
+    );
+    refused("  image: x\n  dependencies: [{service: api}]\n", "spec.dependencies[0].service", "this service itself");
+    accepted("  image: x\n  dependencies: [{service: api, namespace: other}]\n");
+    refused(
+        "  image: x\n  dependencies: [{service: users}, {service: users, namespace: identity}]\n",
+        "spec.dependencies[1].service",
+        "USERS_URL",
+    );
+    refused("  image: x\n  dependencies: [{service: Users}]\n", "spec.dependencies[0].service", "lowercase");
+    refused(
+        "  image: x\n  dependencies: [{service: a, namespace: NS}]\n",
+        "spec.dependencies[0].namespace",
+        "lowercase",
+    );
+    refused(
+        "  image: x\n  dependencies: [{external: {cidr: 10.0.0.0}}]\n",
+        "spec.dependencies[0].external.cidr",
+        "not a CIDR",
+    );
+    refused(
+        "  image: x\n  dependencies: [{external: {cidr: 10.0.0.0/8, ports: [0]}}]\n",
+        "spec.dependencies[0].external.ports[0]",
+        "out of range",
+    );
+    refused(
+        "  image: x\n  dependencies: [{external: {cidr: 10.0.0.0/8}, namespace: b}]\n",
+        "spec.dependencies[0].namespace",
+        "only to a service dependency",
+    );
+    accepted("  image: x\n  dependencies: [{external: {cidr: '2001:db8::/32'}}]\n");
+}
+
+#[test]
+fn env_may_not_shadow_dependency_urls() {
+    refused(
+        "  image: x\n  env: [{name: USERS_URL, value: y}]\n  dependencies: [{service: users}]\n",
+        "spec.env[0].name",
+        "USERS_URL is set by spec.dependencies[0]",
+    );
+}
+
+#[test]
+fn expose_rules() {
+    refused("  image: x\n  expose: {ingress: {host: Shop.Example.com}}\n", "spec.expose.ingress.host", "host name");
+    accepted("  image: x\n  expose: {ingress: {host: '*.example.com'}}\n");
+    refused("  image: x\n  expose: {ingress: {host: a.b, path: x}}\n", "spec.expose.ingress.path", "start with '/'");
+    refused("  image: x\n  expose: {ingress: {host: a.b, port: admin}}\n", "spec.expose.ingress.port", "not the name");
+    refused(
+        "  image: x\n  expose: {allowFrom: [{namespace: Mon}]}\n",
+        "spec.expose.allowFrom[0].namespace",
+        "lowercase",
+    );
+}
+
+#[test]
+fn rollout_rules() {
+    refused("  image: x\n  rollout: {maxSurge: 0}\n", "spec.rollout.maxSurge", "no rollout could ever make progress");
+    refused("  image: x\n  rollout: {maxSurge: 0%, maxUnavailable: 0}\n", "spec.rollout.maxSurge", "progress");
+    accepted("  image: x\n  rollout: {maxSurge: 0, maxUnavailable: 1}\n");
+    refused("  image: x\n  rollout: {maxSurge: 150%}\n", "spec.rollout.maxSurge", "percentage");
+    refused(
+        "  image: x\n  rollout: {progressDeadlineSeconds: 0}\n",
+        "spec.rollout.progressDeadlineSeconds",
+        "at least 1",
+    );
+}
+
+#[test]
+fn disruption_rules() {
+    refused("  image: x\n  disruption: {minAvailable: 1, maxUnavailable: 1}\n", "spec.disruption", "at most one");
+    refused("  image: x\n  disruption: {minAvailable: many}\n", "spec.disruption.minAvailable", "percentage");
+}
+
+#[test]
+fn pod_rules() {
+    refused(
+        "  image: x\n  pod: {labels: {app.kubernetes.io/name: other}}\n",
+        "spec.pod.labels[\"app.kubernetes.io/name\"]",
+        "set by Flotilla",
+    );
+    refused("  image: x\n  pod: {labels: {team: 'a b'}}\n", "spec.pod.labels[\"team\"]", "value");
+    refused("  image: x\n  pod: {labels: {'-bad': a}}\n", "spec.pod.labels[\"-bad\"]", "key");
+    refused("  image: x\n  pod: {serviceAccountName: Runner}\n", "spec.pod.serviceAccountName", "DNS-1123");
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let errs = validate(&ms(
+        "  image: ''\n  replicas: 2\n  autoscaling: {minReplicas: 5, maxReplicas: 3}\n  dependencies: [{}]\n",
+    ));
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for p in ["spec.image", "spec.replicas", "spec.autoscaling.minReplicas", "spec.dependencies[0]"] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+}
