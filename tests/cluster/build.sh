@@ -51,6 +51,7 @@ build metrics-server "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_
 for b in "${BINARIES[@]}"; do [ -x "$STAGE/$b" ] || die "build produced no $b (log: $LOG)"; done
 mkdir -p "$(dirname "$BIN_DIR")"
 rm -rf "$BIN_DIR"
+chmod 755 "$STAGE"
 mv "$STAGE" "$BIN_DIR"
 trap - EXIT
 log "built ${BINARIES[*]} in $(( $(date +%s) - start ))s into $BIN_DIR"

@@ -21,7 +21,7 @@ mapfile -t PIDS < <(our_pids | grep -E '^[0-9]+$' | sort -u)
 
 if [ -d "$KWOK_CLUSTER_DIR" ] && [ -x "$BIN_DIR/kwokctl" ]; then
   "$BIN_DIR/kwokctl" delete cluster --name "$CLUSTER_NAME" --kubeconfig "" >"$CLUSTER_DIR/kwokctl-delete.log" 2>&1 \
-    || log "kwokctl delete cluster failed (continuing with pid files); log: $CLUSTER_DIR/kwokctl-delete.log"
+    || { log "kwokctl delete cluster failed (continuing with pid files):"; tail -n 3 "$CLUSTER_DIR/kwokctl-delete.log" >&2; }
 fi
 
 if [ "${#PIDS[@]}" -gt 0 ]; then

@@ -85,7 +85,7 @@ status:
 EOF
   done
   # create only: re-applying would fight kwok over .status
-  kc create -f "$out" 2>&1 | grep -v AlreadyExists >&2 || true
+  kc create -f "$out" 2>&1 | grep -v -e AlreadyExists -e " created$" >&2 || true
 }
 
 # Keep at least PV_POOL_SIZE Available PVs in the pool. Claims bind to them
@@ -211,6 +211,7 @@ componentsPatches:
   # --proxy-client-{cert,key}-file; add the requestheader side so aggregated
   # APIs (metrics.k8s.io) see the real caller.
   - {key: requestheader-client-ca-file, value: $PKI/ca.crt}
+  - {key: requestheader-allowed-names, value: kwok-admin}   # CN of kwokctl's proxy-client cert
   - {key: requestheader-username-headers, value: X-Remote-User}
   - {key: requestheader-group-headers, value: X-Remote-Group}
   - {key: requestheader-extra-headers-prefix, value: X-Remote-Extra-}
@@ -231,7 +232,14 @@ EOF
 log "creating cluster '$CLUSTER_NAME' (kube $K8S_VERSION) in $KWOK_CLUSTER_DIR"
 if ! "$BIN_DIR/kwokctl" --config "$CONF" create cluster --name "$CLUSTER_NAME" \
       --runtime binary --kubeconfig "" --wait 2m > "$CLUSTER_DIR/kwokctl-create.log" 2>&1; then
-  tail -n 20 "$CLUSTER_DIR/kwokctl-create.log" >&2
+  for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
+    [ -f "$f" ] || continue
+    c="$(basename "$f" .pid)"
+    if ! kill -0 "$(cat "$f")" 2>/dev/null; then
+      log "$c exited: $(grep -v '^\s*$' "$KWOK_CLUSTER_DIR/logs/$c.log" 2>/dev/null | tail -n 1)"
+    fi
+  done
+  grep -E '"level":"(ERROR)"' "$CLUSTER_DIR/kwokctl-create.log" | tail -n 3 >&2 || true
   die "kwokctl create cluster failed (log: $CLUSTER_DIR/kwokctl-create.log; component logs: $KWOK_CLUSTER_DIR/logs/)"
 fi
 wait_until 60 "kube-apiserver /readyz" apiserver_ready
