@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -78,19 +78,23 @@ fn hpa() -> HorizontalPodAutoscaler {
     .expect("hpa manifest")
 }
 
-fn hpa_state(h: &HorizontalPodAutoscaler) -> String {
-    let st = h.status.as_ref();
-    let util = st
+/// The CPU utilisation (% of requests) the HPA controller last computed.
+fn cpu_utilization(h: &HorizontalPodAutoscaler) -> Option<i32> {
+    h.status
+        .as_ref()
         .and_then(|s| s.current_metrics.as_ref())
         .and_then(|m| m.first())
         .and_then(|m| m.resource.as_ref())
-        .and_then(|r| r.current.average_utilization);
+        .and_then(|r| r.current.average_utilization)
+}
+
+fn hpa_state(h: &HorizontalPodAutoscaler) -> String {
+    let st = h.status.as_ref();
+    let util = cpu_utilization(h);
     let conds: Vec<String> = st
         .and_then(|s| s.conditions.as_ref())
         .map(|cs| {
-            cs.iter()
-                .map(|c| format!("{}={}({})", c.type_, c.status, c.reason.clone().unwrap_or_default()))
-                .collect()
+            cs.iter().map(|c| format!("{}={}({})", c.type_, c.status, c.reason.clone().unwrap_or_default())).collect()
         })
         .unwrap_or_default();
     format!(
@@ -106,9 +110,7 @@ async fn set_usage(api: &kube::Api<Deployment>, usage_cpu: &str) {
     let patch = json!({
         "spec": { "template": { "metadata": { "annotations": { USAGE_ANNOTATION: usage_cpu } } } }
     });
-    api.patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("patch usage annotation");
+    api.patch(NAME, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch usage annotation");
 }
 
 #[tokio::test]
@@ -120,42 +122,31 @@ async fn hpa_scales_deployment_out_and_in_on_simulated_cpu_usage() {
     let pods = ns.api::<Pod>();
 
     // 1. One pod at 10% of its CPU request: created -> scheduled -> Running (kwok).
-    let t = Instant::now();
     deploys.create(&PostParams::default(), &deployment("10m")).await.expect("create deployment");
     let lp = ListParams::default().labels(&format!("app={NAME}"));
     let to_running = wait_for("the first pod to be Running", Duration::from_secs(60), || async {
         let list = pods.list(&lp).await?;
-        let running = list
-            .items
-            .iter()
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .count();
+        let running =
+            list.items.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).count();
         anyhow::Ok(running >= 1)
     })
     .await;
     println!("pod created -> Running: {:.2}s", to_running.as_secs_f64());
-    let _ = t;
 
     // 2. HPA at 50% CPU utilisation; wait until it reads metrics (metrics.k8s.io works).
     hpas.create(&PostParams::default(), &hpa()).await.expect("create hpa");
-    let to_metrics = wait_for(
-        "the HPA to read pod CPU metrics from metrics.k8s.io",
-        Duration::from_secs(120),
-        || async {
+    let to_metrics =
+        wait_for("the HPA to read pod CPU metrics from metrics.k8s.io", Duration::from_secs(120), || async {
             let h = hpas.get(NAME).await?;
-            let has = h
-                .status
-                .as_ref()
-                .and_then(|s| s.current_metrics.as_ref())
-                .is_some_and(|m| !m.is_empty());
-            if has { anyhow::Ok(true) } else { Err(anyhow!(hpa_state(&h))) }
-        },
-    )
-    .await;
+            if cpu_utilization(&h).is_some() { anyhow::Ok(true) } else { Err(anyhow!(hpa_state(&h))) }
+        })
+        .await;
     let h = hpas.get(NAME).await.expect("get hpa");
     println!("HPA created -> first CPU metrics: {:.2}s ({})", to_metrics.as_secs_f64(), hpa_state(&h));
     let replicas = deploys.get(NAME).await.expect("get deployment").spec.and_then(|s| s.replicas);
     assert_eq!(replicas, Some(1), "low usage must not scale out: {}", hpa_state(&h));
+    let util = cpu_utilization(&h).unwrap_or(-1);
+    assert!((5..=20).contains(&util), "10m of a 100m request should read as ~10%: {}", hpa_state(&h));
 
     // 3. Raise usage to 200% of the request: expect ceil(1 * 200/50) = 4 replicas.
     set_usage(&deploys, "200m").await;

@@ -31,18 +31,13 @@ pub fn kubeconfig_path() -> PathBuf {
 /// not answer.
 pub async fn client() -> Client {
     let path = kubeconfig_path();
-    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
-        panic!(
-            "no local cluster: cannot read kubeconfig {}: {e}; {HINT}",
-            path.display()
-        )
-    });
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("no local cluster: cannot read kubeconfig {}: {e}; {HINT}", path.display()));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap_or_else(|e| panic!("invalid kubeconfig {}: {e}; {HINT}", path.display()));
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config)
-        .unwrap_or_else(|e| panic!("cannot build a client for {server}: {e}; {HINT}"));
+    let client = Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client for {server}: {e}; {HINT}"));
     match tokio::time::timeout(Duration::from_secs(15), client.apiserver_version()).await {
         Ok(Ok(_)) => client,
         Ok(Err(e)) => panic!("local cluster at {server} is not reachable: {e}; {HINT}"),
@@ -62,11 +57,8 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates `<prefix>-<random suffix>` (prefix sanitised to a DNS label).
     pub async fn new(client: &Client, prefix: &str) -> Self {
-        let mut base: String = prefix
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let mut base: String =
+            prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
         base.truncate(40);
         let base = base.trim_matches('-');
         let base = if base.is_empty() { "test" } else { base };
@@ -93,11 +85,7 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("cannot create test namespace {name}: {e}"));
-        TestNamespace {
-            name,
-            client: client.clone(),
-            deleted: false,
-        }
+        TestNamespace { name, client: client.clone(), deleted: false }
     }
 
     pub fn name(&self) -> &str {
@@ -126,10 +114,7 @@ impl TestNamespace {
 }
 
 async fn delete_namespace(client: &Client, name: &str) {
-    match Api::<Namespace>::all(client.clone())
-        .delete(name, &DeleteParams::background())
-        .await
-    {
+    match Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::background()).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => eprintln!("warning: cannot delete test namespace {name}: {e}"),
@@ -152,18 +137,16 @@ impl Drop for TestNamespace {
                 .expect("tokio runtime for namespace cleanup");
             rt.block_on(async {
                 let path = kubeconfig_path();
-                let Ok(kubeconfig) = Kubeconfig::read_from(&path) else { return };
-                let Ok(config) =
-                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await
-                else {
+                let Ok(kubeconfig) = Kubeconfig::read_from(&path) else {
                     return;
                 };
-                let Ok(client) = Client::try_from(config) else { return };
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    delete_namespace(&client, &name),
-                )
-                .await;
+                let Ok(config) = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await else {
+                    return;
+                };
+                let Ok(client) = Client::try_from(config) else {
+                    return;
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(10), delete_namespace(&client, &name)).await;
             });
         });
         let _ = handle.join();
@@ -208,7 +191,9 @@ where
         }
         if start.elapsed() >= timeout {
             match last {
-                Some(e) => panic!("timed out after {timeout:?} waiting for {what}; last state: {e}"),
+                Some(e) => {
+                    panic!("timed out after {timeout:?} waiting for {what}; last state: {e}")
+                }
                 None => panic!("timed out after {timeout:?} waiting for {what}"),
             }
         }
