@@ -20,7 +20,11 @@ alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && echo "$p"; done
 mapfile -t PIDS < <(our_pids | grep -E '^[0-9]+$' | sort -u)
 
 if [ -d "$KWOK_CLUSTER_DIR" ] && [ -x "$BIN_DIR/kwokctl" ]; then
-  "$BIN_DIR/kwokctl" delete cluster --name "$CLUSTER_NAME" --kubeconfig "" >"$CLUSTER_DIR/kwokctl-delete.log" 2>&1 \
+  # kwokctl wants a kubeconfig to remove its context from; give it a scratch one
+  # (the user's ~/.kube/config is never touched).
+  : > "$CLUSTER_DIR/kwokctl-scratch.kubeconfig"
+  "$BIN_DIR/kwokctl" delete cluster --name "$CLUSTER_NAME" --kubeconfig "$CLUSTER_DIR/kwokctl-scratch.kubeconfig" \
+      >"$CLUSTER_DIR/kwokctl-delete.log" 2>&1 \
     || { log "kwokctl delete cluster failed (continuing with pid files):"; tail -n 3 "$CLUSTER_DIR/kwokctl-delete.log" >&2; }
 fi
 

@@ -14,7 +14,7 @@ elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))ms"; }
 # --- binaries ---------------------------------------------------------------
 if ! have_all_binaries; then
   log "binaries missing in $BIN_DIR: building them first (cold build: ~30 min on 2 cores)"
-  "$CLUSTER_SRC/build.sh" >/dev/null || die "build failed (see above)"
+  "$CLUSTER_SRC/build.sh" >/dev/null || exit 1   # build.sh printed the reason
 fi
 export PATH="$BIN_DIR:$PATH"
 export KWOK_WORKDIR="$KWOK_HOME"
