@@ -44,6 +44,7 @@ write_kubeconfig() {
   kc config view --raw --flatten > "$KUBECONFIG_OUT.tmp"
   chmod 600 "$KUBECONFIG_OUT.tmp"
   mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"
+  ln -sfn "$BIN_DIR" "$CLUSTER_DIR/bin"   # target/cluster/bin/kubectl for scripts and the demo
 }
 
 apply_nodes() {
