@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use flotilla::render::{World, render, to_yaml};
+use std::time::Duration;
+
+use flotilla::controller::{LeaderElection, RunConfig};
+use flotilla::render::{Settings, World, render, to_yaml};
 
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "One Microservice object becomes everything the service needs")]
@@ -29,6 +32,48 @@ enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Run the operator (in-cluster, or with KUBECONFIG).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "FLOTILLA_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "FLOTILLA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Log format.
+    #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: flotilla::telemetry::LogFormat,
+    /// Microservices reconciled at the same time.
+    #[arg(long, env = "FLOTILLA_CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+    /// Elect a leader on a Lease, so that several replicas never act at once.
+    #[arg(long, env = "FLOTILLA_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "flotilla-system")]
+    leader_elect_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "FLOTILLA_LEADER_ELECT_LEASE", default_value = "flotilla-leader")]
+    leader_elect_lease: String,
+    /// Seconds a leader's lease lasts without renewal.
+    #[arg(long, env = "FLOTILLA_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// This replica's identity in the Lease (default: POD_NAME, or the host name plus a random suffix).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Namespace of the ingress controller, admitted to services with expose.ingress.
+    #[arg(long, env = "FLOTILLA_INGRESS_NAMESPACE", default_value = "ingress-nginx")]
+    ingress_namespace: String,
+    /// Address of a NodeLocal DNSCache, allowed as DNS egress when set (e.g. 169.254.20.10).
+    #[arg(long, env = "FLOTILLA_NODE_LOCAL_DNS")]
+    node_local_dns: Option<std::net::IpAddr>,
+    /// Cluster DNS domain used in service URLs.
+    #[arg(long, env = "FLOTILLA_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +90,47 @@ fn main() -> ExitCode {
             }
         },
         Command::Render { files, namespace } => render_files(&files, namespace.as_deref()),
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    flotilla::telemetry::init(args.log_format);
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        format!("{}-{:06x}", if host.is_empty() { "flotilla" } else { &host }, rand::random::<u32>() & 0xff_ffff)
+    });
+    let settings = Settings {
+        cluster_domain: args.cluster_domain,
+        ingress_namespace: args.ingress_namespace,
+        node_local_dns: args.node_local_dns.map(|ip| ip.to_string()),
+        ..Settings::default()
+    };
+    let config = RunConfig {
+        namespace: args.namespace,
+        metrics_addr: args.metrics_addr,
+        concurrency: args.concurrency.max(1),
+        leader_election: args.leader_elect.then(|| LeaderElection {
+            namespace: args.leader_elect_namespace,
+            lease_name: args.leader_elect_lease,
+            identity,
+            lease_duration: Duration::from_secs(args.lease_seconds.max(3)),
+        }),
+        settings,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(flotilla::controller::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "operator stopped");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -57,6 +57,8 @@ fn expand(paths: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
                     let mut inner: Vec<PathBuf> = entries
                         .filter_map(|e| e.ok().map(|e| e.path()))
                         .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        // A kustomization describes files, it is not an object.
+                        .filter(|f| f.file_stem().is_none_or(|s| s != "kustomization"))
                         .collect();
                     inner.sort();
                     files.extend(inner);

@@ -1,0 +1,53 @@
+//! What every reconcile shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use rand::Rng;
+
+use crate::api::Microservice;
+use crate::metrics::Metrics;
+use crate::render::Settings;
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Every Microservice the operator watches: the world that rendering sees.
+    pub store: Store<Microservice>,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        store: Store<Microservice>,
+    ) -> Self {
+        Self { client, recorder, metrics, settings, store, failures: Mutex::default() }
+    }
+
+    /// 1 s, 2 s, 4 s ... up to 5 minutes, each ±20 % so retries of many objects spread out.
+    pub fn next_backoff(&self, ms: &Microservice) -> Duration {
+        let n = {
+            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let n = f.entry(ObjectRef::from(ms)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let base = Duration::from_secs(1).saturating_mul(1u32 << (n - 1).min(9)).min(Duration::from_secs(300));
+        base.mul_f64(rand::rng().random_range(0.8..1.2))
+    }
+
+    pub fn reset_backoff(&self, ms: &Microservice) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from(ms));
+    }
+}

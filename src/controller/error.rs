@@ -1,0 +1,59 @@
+//! The controller's errors, each with a bounded category used as metric label and Event reason.
+
+use crate::validate::Invalid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec breaks a rule; retrying cannot help, a change of the object can.
+    #[error("invalid spec: {0}")]
+    Invalid(#[from] Invalid),
+
+    /// A child of that name exists and belongs to something else: Flotilla never takes it over.
+    #[error("{kind} {name} exists and is not managed by this Microservice; rename or delete it")]
+    ChildConflict { kind: &'static str, name: String },
+
+    /// A call to the Kubernetes API failed.
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+
+    /// A small fixed set of values, safe as a metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "InvalidSpec",
+            Error::ChildConflict { .. } => "ChildConflict",
+            Error::Serialize { .. } => "Serialization",
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(s) if s.code == 409 => "ApiConflict",
+                kube::Error::Api(s) if s.code == 429 => "ApiThrottled",
+                kube::Error::Api(s) if s.code == 403 => "ApiForbidden",
+                kube::Error::Api(s) if s.code == 404 => "ApiNotFound",
+                kube::Error::Api(s) if s.code == 422 || s.code == 400 => "ApiRejected",
+                kube::Error::Api(_) => "ApiError",
+                _ => "ApiUnreachable",
+            },
+        }
+    }
+
+    /// Errors that only a change of the Microservice (or of what is in the way) can fix.
+    pub fn waits_for_change(&self) -> bool {
+        matches!(self, Error::Invalid(_) | Error::ChildConflict { .. })
+    }
+}

@@ -1,0 +1,297 @@
+//! The operator: watches Microservices and their children and keeps them converged.
+
+mod apply;
+mod context;
+mod error;
+mod leader;
+mod reconcile;
+mod status;
+
+pub use apply::{FIELD_MANAGER, is_subset};
+pub use error::Error;
+pub use status::{AVAILABLE, DEPENDENCIES_READY, READY, RECONCILING, STALLED, compute as compute_status};
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams};
+use kube::client::ClientBuilder;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use tracing::{error, info, warn};
+
+use crate::api::Microservice;
+use crate::metrics::Metrics;
+use crate::render::Settings;
+use crate::server::{self, Health};
+use context::Context;
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Watch only this namespace; all namespaces when None.
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub concurrency: u16,
+    pub leader_election: Option<LeaderElection>,
+    pub settings: Settings,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+}
+
+/// Failures that stop the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {0}")]
+    Config(#[source] kube::Error),
+    #[error("cannot reach the Kubernetes API or the Microservice CRD is missing (kubectl apply -f crds/): {0}")]
+    Crd(#[source] kube::Error),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost leadership; exiting so that only one replica acts")]
+    LostLeadership,
+}
+
+/// Builds a client whose every request is counted in `metrics`.
+pub async fn client(metrics: Arc<Metrics>) -> Result<Client, RunError> {
+    let config = kube::Config::infer().await.map_err(|e| RunError::Config(kube::Error::InferConfig(e)))?;
+    let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        metrics.count_request(&req);
+        req
+    });
+    let builder = ClientBuilder::try_from(config).map_err(RunError::Config)?;
+    Ok(builder.with_layer(&count).build())
+}
+
+pub async fn run(config: RunConfig) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::default());
+    let client = client(metrics.clone()).await?;
+    let ms_api: Api<Microservice> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    ms_api.list(&ListParams::default().limit(1)).await.map_err(RunError::Crd)?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health = Health { metrics: metrics.clone(), ready: ready.clone() };
+    let addr = config.metrics_addr;
+    let server_stop = wait_true(stop_rx.clone());
+    let server = tokio::spawn(async move { server::serve(addr, health, server_stop).await });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+
+    let elector = config.leader_election.as_ref().map(|le| {
+        leader::LeaderElector::new(
+            Api::namespaced(client.clone(), &le.namespace),
+            &le.lease_name,
+            &le.identity,
+            le.lease_duration,
+        )
+    });
+    let mut lost = None;
+    if let Some(e) = &elector {
+        // A standby is healthy and ready to take over.
+        ready.store(true, Ordering::Relaxed);
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = wait_true(stop_rx.clone()) => {
+                return finish(server).await;
+            }
+        }
+        ready.store(false, Ordering::Relaxed);
+        lost = Some(e.keep());
+    }
+
+    let controller = build_controller(&client, &config, ms_api);
+    let store = controller.store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client.clone(), Reporter { controller: "flotilla".into(), instance: None }),
+        metrics.clone(),
+        config.settings.clone(),
+        store.clone(),
+    ));
+    {
+        let ready = ready.clone();
+        let store = store.clone();
+        tokio::spawn(async move {
+            // The store's readiness signal wakes only its most recent waiter, and the controller
+            // waits on it too: poll with a timeout instead of parking on it for good.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+                    Ok(Ok(())) => {
+                        info!("caches synced");
+                        ready.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(Err(_)) => return,
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    let lost_flag = Arc::new(AtomicBool::new(false));
+    let stop = {
+        let lost_flag = lost_flag.clone();
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            match lost {
+                Some(mut lost) => tokio::select! {
+                    _ = stop_rx.wait_for(|s| *s) => {}
+                    _ = lost.wait_for(|l| *l) => lost_flag.store(true, Ordering::Relaxed),
+                },
+                None => {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                }
+            }
+        }
+    };
+    controller
+        .with_config(ControllerConfig::default().concurrency(config.concurrency).debounce(Duration::from_millis(500)))
+        .graceful_shutdown_on(stop)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| {
+            if let Err(e) = res {
+                // Reconcile errors were already counted and logged by the error policy.
+                if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
+                    warn!(error = %e, "controller");
+                }
+            }
+            futures::future::ready(())
+        })
+        .await;
+    info!("controller stopped");
+
+    if lost_flag.load(Ordering::Relaxed) {
+        return Err(RunError::LostLeadership);
+    }
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    finish(server).await
+}
+
+async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<(), RunError> {
+    server.abort();
+    Ok(())
+}
+
+fn build_controller(client: &Client, config: &RunConfig, ms_api: Api<Microservice>) -> Controller<Microservice> {
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = &config.namespace;
+    // Only children Flotilla made are watched.
+    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
+    let controller = Controller::new(ms_api.clone(), watcher::Config::default())
+        .owns(api::<Deployment>(client, ns), children.clone())
+        .owns(api::<Service>(client, ns), children.clone())
+        .owns(api::<ServiceAccount>(client, ns), children.clone())
+        .owns(api::<HorizontalPodAutoscaler>(client, ns), children.clone())
+        .owns(api::<NetworkPolicy>(client, ns), children.clone())
+        .owns(api::<PodDisruptionBudget>(client, ns), children.clone())
+        .owns(api::<Ingress>(client, ns), children);
+    let store = controller.store();
+    let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
+    // One dependency list drives both sides: when a service changes, the services it calls
+    // (before and after the change) and the services that call it are reconciled too.
+    controller.watches(ms_api, watcher::Config::default(), move |ms: Microservice| related(&ms, &store, &seen))
+}
+
+fn related(
+    ms: &Microservice,
+    store: &Store<Microservice>,
+    seen: &Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>>,
+) -> Vec<ObjectRef<Microservice>> {
+    let me = ObjectRef::from(ms);
+    let own_ns = ms.metadata.namespace.clone().unwrap_or_default();
+    let callees: HashSet<ObjectRef<Microservice>> = ms
+        .spec
+        .dependencies
+        .iter()
+        .flatten()
+        .filter_map(|d| {
+            let svc = d.service.as_deref()?;
+            Some(ObjectRef::new(svc).within(d.namespace.as_deref().unwrap_or(&own_ns)))
+        })
+        .collect();
+    let previous = {
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        if ms.metadata.deletion_timestamp.is_some() {
+            seen.remove(&me)
+        } else {
+            seen.insert(me.clone(), callees.clone())
+        }
+    };
+    let name = ms.metadata.name.clone().unwrap_or_default();
+    let callers = store.state().into_iter().filter(|other| {
+        let other_ns = other.metadata.namespace.as_deref().unwrap_or_default();
+        other.spec.dependencies.iter().flatten().any(|d| {
+            d.service.as_deref() == Some(name.as_str()) && d.namespace.as_deref().unwrap_or(other_ns) == own_ns
+        })
+    });
+    let mut out: HashSet<ObjectRef<Microservice>> = callees;
+    out.extend(previous.unwrap_or_default());
+    out.extend(callers.map(|m| ObjectRef::from(m.as_ref())));
+    out.remove(&me);
+    out.into_iter().collect()
+}
+
+async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,202 @@
+//! One reconcile: fetch inputs → validate → render → apply → prune → status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::apply::{FIELD_MANAGER, Outcome, ensure, hand_off_replicas, prune};
+use super::context::Context;
+use super::error::Error;
+use super::status::{Observed, compute};
+use crate::api::Microservice;
+use crate::render::{World, render};
+
+/// How often a converged Microservice is looked at again, to repair what no watch reported.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[tracing::instrument(skip_all, fields(namespace = ms.namespace().unwrap_or_default(), name = ms.name_any()))]
+pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile();
+    if ms.meta().deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        return Ok(Action::await_change());
+    }
+    let result = converge(&ms, &ctx).await;
+    let seen_deployment;
+    let mut observed = Observed { missing_dependencies: missing_dependencies(&ms, &ctx), ..Default::default() };
+    match &result {
+        Ok(Converged { deployment, paused }) => {
+            seen_deployment = deployment.clone();
+            observed.deployment = seen_deployment.as_ref();
+            observed.paused = *paused;
+        }
+        Err(e) if e.waits_for_change() => {
+            observed.blocked = Some((e.category(), e.to_string()));
+            publish(&ctx, &ms, EventType::Warning, e.category(), &e.to_string()).await;
+        }
+        // Transient: keep the last status; the error policy retries.
+        Err(_) => {}
+    }
+    if result.is_ok() || observed.blocked.is_some() {
+        update_status(&ms, &ctx, &observed).await?;
+    }
+    result?;
+    ctx.reset_backoff(&ms);
+    Ok(Action::requeue(RESYNC))
+}
+
+struct Converged {
+    deployment: Option<Deployment>,
+    paused: bool,
+}
+
+async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> {
+    let ns = ms.namespace().unwrap_or_else(|| "default".into());
+    let name = ms.name_any();
+    let client = ctx.client.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    if ms.spec.paused == Some(true) {
+        let deployment = deployments.get_opt(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
+        return Ok(Converged { deployment, paused: true });
+    }
+
+    let world = World { microservices: ctx.store.state(), settings: ctx.settings.clone() };
+    let children = render(ms, &world)?;
+
+    let mut changed: Vec<&'static str> = Vec::new();
+    fn note(changed: &mut Vec<&'static str>, kind: &'static str, o: Outcome) {
+        if o == Outcome::Applied {
+            changed.push(kind);
+        }
+    }
+
+    // ServiceAccount first: the pods need it to be admitted.
+    let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    match children.service_account {
+        Some(sa) => note(&mut changed, "ServiceAccount", ensure(&sa_api, ms, sa).await?.1),
+        None => {
+            if prune(&sa_api, ms, &name).await? {
+                changed.push("ServiceAccount (deleted)");
+            }
+        }
+    }
+    let np_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    note(&mut changed, "NetworkPolicy", ensure(&np_api, ms, children.network_policy).await?.1);
+    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    note(&mut changed, "Service", ensure(&svc_api, ms, children.service).await?.1);
+
+    if hand_off_replicas(&deployments, &children.deployment).await? {
+        changed.push("Deployment replicas (handed to the HPA)");
+    }
+    // The HPA exists before the Deployment stops declaring replicas.
+    let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    if let Some(hpa) = children.hpa.clone() {
+        note(&mut changed, "HorizontalPodAutoscaler", ensure(&hpa_api, ms, hpa).await?.1);
+    }
+    let (deployment, outcome) = ensure(&deployments, ms, children.deployment).await?;
+    note(&mut changed, "Deployment", outcome);
+    // ...and is removed only after the Deployment declares replicas again.
+    if children.hpa.is_none() && prune(&hpa_api, ms, &name).await? {
+        changed.push("HorizontalPodAutoscaler (deleted)");
+    }
+
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    match children.pdb {
+        Some(pdb) => note(&mut changed, "PodDisruptionBudget", ensure(&pdb_api, ms, pdb).await?.1),
+        None => {
+            if prune(&pdb_api, ms, &name).await? {
+                changed.push("PodDisruptionBudget (deleted)");
+            }
+        }
+    }
+    let ing_api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    match children.ingress {
+        Some(ing) => note(&mut changed, "Ingress", ensure(&ing_api, ms, ing).await?.1),
+        None => {
+            if prune(&ing_api, ms, &name).await? {
+                changed.push("Ingress (deleted)");
+            }
+        }
+    }
+
+    if !changed.is_empty() {
+        info!(changed = ?changed, "children updated");
+        publish(ctx, ms, EventType::Normal, "ChildrenUpdated", &format!("updated {}", changed.join(", "))).await;
+    }
+    Ok(Converged { deployment: Some(deployment), paused: false })
+}
+
+fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
+    let own_ns = ms.namespace().unwrap_or_else(|| "default".into());
+    ms.spec
+        .dependencies
+        .iter()
+        .flatten()
+        .filter_map(|d| {
+            let svc = d.service.as_deref()?;
+            let ns = d.namespace.as_deref().unwrap_or(&own_ns);
+            let found = ctx
+                .store
+                .state()
+                .iter()
+                .any(|m| m.metadata.name.as_deref() == Some(svc) && m.metadata.namespace.as_deref() == Some(ns));
+            (!found).then(|| format!("{ns}/{svc}"))
+        })
+        .collect()
+}
+
+/// Patches the status only when it differs from what is stored.
+async fn update_status(ms: &Microservice, ctx: &Context, observed: &Observed<'_>) -> Result<(), Error> {
+    let status = compute(ms, observed, &ctx.settings, Timestamp::now());
+    if ms.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), &ms.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "Microservice",
+        "status": status,
+    });
+    api.patch_status(&ms.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::kube("update status"))?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, ms: &Microservice, type_: EventType, reason: &str, note: &str) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &ms.object_ref(&())).await {
+        warn!(error = %e, "cannot publish event");
+    }
+}
+
+/// Invalid objects wait for a change; everything else retries with per-object exponential
+/// backoff and jitter.
+pub fn error_policy(ms: Arc<Microservice>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failures.get_or_create(&crate::metrics::ErrorLabels { category: error.category() }).inc();
+    if error.waits_for_change() {
+        warn!(namespace = ms.namespace(), name = ms.name_any(), %error, "waiting for a change");
+        return Action::await_change();
+    }
+    let delay = ctx.next_backoff(&ms);
+    warn!(namespace = ms.namespace(), name = ms.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,272 @@
+//! Status as kstatus reads it: pure functions from what was observed to conditions.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{Microservice, MicroserviceStatus};
+use crate::render::{Settings, effective_ports, service_url};
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+pub const AVAILABLE: &str = "Available";
+pub const DEPENDENCIES_READY: &str = "DependenciesReady";
+
+/// What the reconcile saw, as input to the status.
+#[derive(Debug, Default)]
+pub struct Observed<'a> {
+    /// The Deployment after apply, when there is one.
+    pub deployment: Option<&'a Deployment>,
+    /// Why the spec cannot be rendered or applied, when it cannot: (reason, message).
+    pub blocked: Option<(&'static str, String)>,
+    /// Dependencies that name no existing Microservice (`namespace/name`).
+    pub missing_dependencies: Vec<String>,
+    /// The operator is told to leave the children alone.
+    pub paused: bool,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Rollout {
+    Complete,
+    Progressing(String),
+    Stalled(String),
+}
+
+fn rollout(dep: &Deployment) -> Rollout {
+    let Some(status) = &dep.status else { return Rollout::Progressing("Deployment has no status yet".into()) };
+    let generation = dep.metadata.generation.unwrap_or(0);
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Rollout::Progressing("waiting for the Deployment controller to see the update".into());
+    }
+    if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing")
+        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    {
+        return Rollout::Stalled(c.message.clone().unwrap_or_else(|| "rollout exceeded its progress deadline".into()));
+    }
+    let desired = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < desired {
+        Rollout::Progressing(format!("{updated} of {desired} pods updated"))
+    } else if replicas > updated {
+        Rollout::Progressing(format!("{} old pods are terminating", replicas - updated))
+    } else if available < updated {
+        Rollout::Progressing(format!("{available} of {updated} updated pods available"))
+    } else {
+        Rollout::Complete
+    }
+}
+
+/// The status `ms` should have now. Conditions keep their `lastTransitionTime` unless their
+/// status changes, so an unchanged world gives an identical status and no write.
+pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Timestamp) -> MicroserviceStatus {
+    let generation = ms.metadata.generation;
+    let old = ms.status.clone().unwrap_or_default();
+    let cond = |type_: &str, ok: Option<bool>, reason: &str, message: String| Condition {
+        type_: type_.into(),
+        status: match ok {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "Unknown",
+        }
+        .into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(now),
+    };
+
+    let mut conditions = Vec::new();
+    let dep_status = seen.deployment.and_then(|d| d.status.as_ref());
+    match (&seen.blocked, seen.deployment.map(rollout)) {
+        (Some((reason, message)), _) => {
+            conditions.push(cond(READY, Some(false), reason, message.clone()));
+            conditions.push(cond(RECONCILING, Some(false), reason, message.clone()));
+            conditions.push(cond(STALLED, Some(true), reason, message.clone()));
+        }
+        (None, _) if seen.paused => {
+            let m = "spec.paused is true: the children are left as they are".to_string();
+            conditions.push(cond(READY, Some(false), "Paused", m.clone()));
+            conditions.push(cond(RECONCILING, Some(false), "Paused", m.clone()));
+            conditions.push(cond(STALLED, Some(false), "Paused", m));
+        }
+        (None, None) => {
+            let m = "creating the children".to_string();
+            conditions.push(cond(READY, Some(false), "Reconciling", m.clone()));
+            conditions.push(cond(RECONCILING, Some(true), "Reconciling", m.clone()));
+            conditions.push(cond(STALLED, Some(false), "Reconciling", m));
+        }
+        (None, Some(Rollout::Stalled(m))) => {
+            conditions.push(cond(READY, Some(false), "ProgressDeadlineExceeded", m.clone()));
+            conditions.push(cond(RECONCILING, Some(false), "ProgressDeadlineExceeded", m.clone()));
+            conditions.push(cond(STALLED, Some(true), "ProgressDeadlineExceeded", m));
+        }
+        (None, Some(Rollout::Progressing(m))) => {
+            conditions.push(cond(READY, Some(false), "RollingOut", m.clone()));
+            conditions.push(cond(RECONCILING, Some(true), "RollingOut", m.clone()));
+            conditions.push(cond(STALLED, Some(false), "RollingOut", m));
+        }
+        (None, Some(Rollout::Complete)) => {
+            let m = "all pods are updated and available".to_string();
+            conditions.push(cond(READY, Some(true), "RolloutComplete", m.clone()));
+            conditions.push(cond(RECONCILING, Some(false), "RolloutComplete", m.clone()));
+            conditions.push(cond(STALLED, Some(false), "RolloutComplete", m));
+        }
+    }
+    let available = seen
+        .deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.conditions.iter().flatten().find(|c| c.type_ == "Available"));
+    conditions.push(match available {
+        Some(c) => cond(
+            AVAILABLE,
+            Some(c.status == "True"),
+            c.reason.as_deref().unwrap_or("Unknown"),
+            c.message.clone().unwrap_or_default(),
+        ),
+        None => cond(AVAILABLE, None, "NoDeploymentStatus", "the Deployment reports no availability yet".into()),
+    });
+    if ms.spec.dependencies.iter().flatten().any(|d| d.service.is_some()) {
+        conditions.push(if seen.missing_dependencies.is_empty() {
+            cond(DEPENDENCIES_READY, Some(true), "AllFound", "every service dependency exists".into())
+        } else {
+            cond(
+                DEPENDENCIES_READY,
+                Some(false),
+                "DependencyNotFound",
+                format!("no Microservice {}", seen.missing_dependencies.join(", ")),
+            )
+        });
+    }
+    // A condition whose status did not change keeps the time it last changed.
+    for c in &mut conditions {
+        if let Some(prev) = old.conditions.iter().find(|p| p.type_ == c.type_)
+            && prev.status == c.status
+        {
+            c.last_transition_time = prev.last_transition_time.clone();
+        }
+    }
+
+    let name = ms.metadata.name.as_deref().unwrap_or_default();
+    let namespace = ms.metadata.namespace.as_deref().unwrap_or("default");
+    let ports = effective_ports(&ms.spec);
+    MicroserviceStatus {
+        observed_generation: generation,
+        conditions,
+        replicas: dep_status.map(|s| s.replicas.unwrap_or(0)),
+        ready_replicas: dep_status.map(|s| s.ready_replicas.unwrap_or(0)),
+        updated_replicas: dep_status.map(|s| s.updated_replicas.unwrap_or(0)),
+        available_replicas: dep_status.map(|s| s.available_replicas.unwrap_or(0)),
+        selector: Some(format!("{}={name}", crate::render::SELECTOR_LABEL)),
+        url: Some(service_url(name, namespace, &ports[0], settings)),
+        database: old.database,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+
+    fn ms(generation: i64) -> Microservice {
+        let mut ms = Microservice::new("orders", Default::default());
+        ms.metadata.namespace = Some("shop".into());
+        ms.metadata.generation = Some(generation);
+        ms
+    }
+
+    fn dep(generation: i64, observed: i64, desired: i32, updated: i32, available: i32) -> Deployment {
+        Deployment {
+            metadata: kube::api::ObjectMeta { generation: Some(generation), ..Default::default() },
+            spec: Some(DeploymentSpec { replicas: Some(desired), ..Default::default() }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                replicas: Some(updated),
+                updated_replicas: Some(updated),
+                available_replicas: Some(available),
+                ready_replicas: Some(available),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn get<'a>(s: &'a MicroserviceStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn ready_only_when_rollout_complete() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let s = compute(
+            &ms(1),
+            &Observed { deployment: Some(&dep(1, 1, 2, 2, 2)), ..Default::default() },
+            &Settings::default(),
+            t0,
+        );
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(get(&s, RECONCILING).status, "False");
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(get(&s, READY).observed_generation, Some(1));
+        assert_eq!(s.url.as_deref(), Some("http://orders.shop.svc.cluster.local:8080"));
+        assert_eq!(s.selector.as_deref(), Some("flotilla.dev/microservice=orders"));
+
+        let s = compute(
+            &ms(2),
+            &Observed { deployment: Some(&dep(2, 1, 2, 2, 2)), ..Default::default() },
+            &Settings::default(),
+            t0,
+        );
+        assert_eq!(get(&s, READY).status, "False");
+        assert_eq!(get(&s, RECONCILING).status, "True");
+        let s = compute(
+            &ms(2),
+            &Observed { deployment: Some(&dep(2, 2, 3, 2, 2)), ..Default::default() },
+            &Settings::default(),
+            t0,
+        );
+        assert_eq!(get(&s, READY).reason, "RollingOut");
+    }
+
+    #[test]
+    fn stalled_on_deadline_or_invalid_spec() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let mut d = dep(1, 1, 2, 1, 1);
+        d.status.as_mut().unwrap().conditions = Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "False".into(),
+            reason: Some("ProgressDeadlineExceeded".into()),
+            message: Some("ReplicaSet \"orders-1\" has timed out progressing.".into()),
+            ..Default::default()
+        }]);
+        let s = compute(&ms(1), &Observed { deployment: Some(&d), ..Default::default() }, &Settings::default(), t0);
+        assert_eq!(get(&s, STALLED).status, "True");
+        assert_eq!(get(&s, STALLED).reason, "ProgressDeadlineExceeded");
+        let s = compute(
+            &ms(1),
+            &Observed { blocked: Some(("InvalidSpec", "spec.image: is required".into())), ..Default::default() },
+            &Settings::default(),
+            t0,
+        );
+        assert_eq!(get(&s, STALLED).status, "True");
+        assert_eq!(get(&s, READY).message, "spec.image: is required");
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_a_real_transition() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let t1 = Timestamp::from_second(2_000_000).unwrap();
+        let mut m = ms(1);
+        let d = dep(1, 1, 2, 2, 2);
+        let seen = Observed { deployment: Some(&d), ..Default::default() };
+        m.status = Some(compute(&m, &seen, &Settings::default(), t0));
+        let again = compute(&m, &seen, &Settings::default(), t1);
+        assert_eq!(Some(&again), m.status.as_ref(), "same world, same status: no write");
+        let d2 = dep(1, 1, 3, 2, 2);
+        let changed = compute(&m, &Observed { deployment: Some(&d2), ..Default::default() }, &Settings::default(), t1);
+        assert_eq!(get(&changed, READY).last_transition_time, Time(t1));
+        assert_eq!(get(&changed, STALLED).last_transition_time, Time(t0), "Stalled stayed False");
+    }
+}

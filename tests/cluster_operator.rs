@@ -1,0 +1,470 @@
+//! The operator on the real local cluster: create → Ready, update, drift, delete, scaling,
+//! autoscaling under load, invalid input, zero writes when converged, leader election.
+//! Every operator here runs with exactly the RBAC of config/rbac and watches only its test's
+//! namespace. Needs `make cluster-up`; timings print with `-- --nocapture`.
+
+mod operator;
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use flotilla::api::Microservice;
+use flotilla::controller::is_subset;
+use flotilla::render::{World, render};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use operator::{Operator, OperatorOptions, install};
+use serde_json::json;
+use support::{TestNamespace, client, wait_for};
+
+struct Setup {
+    client: Client,
+    ns: TestNamespace,
+    op: Operator,
+    api: Api<Microservice>,
+}
+
+async fn setup(tag: &str) -> Setup {
+    let client = client().await;
+    install(&client).await;
+    let ns = TestNamespace::new(&client, tag).await;
+    let lease = format!("lease-{}", ns.name());
+    let mut op = Operator::start(&OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag });
+    op.wait_ready().await;
+    let api = ns.api::<Microservice>();
+    Setup { client, ns, op, api }
+}
+
+/// `kubectl apply --server-side` of a Microservice.
+async fn apply_ms(api: &Api<Microservice>, name: &str, spec: serde_json::Value) -> Result<Microservice, kube::Error> {
+    let body = json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice", "metadata": {"name": name}, "spec": spec});
+    api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await
+}
+
+fn cond<'a>(ms: &'a Microservice, type_: &str) -> Option<&'a Condition> {
+    ms.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Waits until condition `type_` has `status` for at least `generation`; returns the time taken.
+async fn wait_condition(api: &Api<Microservice>, name: &str, type_: &str, status: &str, generation: i64) -> Duration {
+    wait_for(&format!("{name} {type_}={status} at generation {generation}"), Duration::from_secs(120), || async {
+        let ms = api.get(name).await?;
+        let c = cond(&ms, type_);
+        let fresh = ms.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0) >= generation
+            && c.and_then(|c| c.observed_generation).unwrap_or(0) >= generation;
+        if fresh && c.is_some_and(|c| c.status == status) {
+            anyhow::Ok(true)
+        } else {
+            Err(anyhow!("status: {:?}", ms.status))
+        }
+    })
+    .await
+}
+
+fn replicas(d: &Deployment) -> Option<i32> {
+    d.spec.as_ref().and_then(|s| s.replicas)
+}
+
+fn image(d: &Deployment) -> String {
+    d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn create_update_drift_and_delete() {
+    let s = setup("lifecycle").await;
+    let deployments = s.ns.api::<Deployment>();
+    let services = s.ns.api::<Service>();
+
+    let t0 = Instant::now();
+    apply_ms(
+        &s.api,
+        "web",
+        json!({"image": "registry.example/web:1", "replicas": 2, "healthCheck": {"path": "/healthz"},
+               "expose": {"ingress": {"host": "web.example.com"}}}),
+    )
+    .await
+    .expect("create");
+    wait_condition(&s.api, "web", "Ready", "True", 1).await;
+    println!("kubectl apply -> Ready (2 pods Running): {:.2}s", t0.elapsed().as_secs_f64());
+
+    // Every child exists with the rendered content.
+    let ms = s.api.get("web").await.unwrap();
+    let world = World { microservices: vec![Arc::new(ms.clone())], ..World::default() };
+    let children = render(&ms, &world).expect("renders");
+    let client = &s.client;
+    for desired in children.to_values().unwrap() {
+        let kind = desired["kind"].as_str().unwrap().to_string();
+        let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
+            api_version: desired["apiVersion"].as_str().unwrap().into(),
+            kind: kind.clone(),
+        })
+        .unwrap();
+        let (ar, _) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), s.ns.name(), &ar);
+        let live = api.get("web").await.unwrap_or_else(|e| panic!("{kind} web missing: {e}"));
+        let live = serde_json::to_value(&live).unwrap();
+        assert!(is_subset(&desired, &live), "{kind} differs from the rendered one:\nwant {desired:#}\nlive {live:#}");
+        assert_eq!(live["metadata"]["ownerReferences"][0]["uid"], json!(ms.uid().unwrap()), "{kind} owner");
+    }
+    let pods = s.ns.api::<Pod>().list(&ListParams::default().labels("flotilla.dev/microservice=web")).await.unwrap();
+    let running = pods.items.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+    assert_eq!(running.count(), 2, "two pods Running");
+    let status = ms.status.clone().unwrap();
+    assert_eq!(status.ready_replicas, Some(2));
+    assert_eq!(status.selector.as_deref(), Some("flotilla.dev/microservice=web"));
+    assert_eq!(status.url, Some(format!("http://web.{}.svc.cluster.local:8080", s.ns.name())));
+
+    // Update the image: a rollout, then Ready again at the new generation.
+    let t1 = Instant::now();
+    apply_ms(
+        &s.api,
+        "web",
+        json!({"image": "registry.example/web:2", "replicas": 2, "healthCheck": {"path": "/healthz"},
+               "expose": {"ingress": {"host": "web.example.com"}}}),
+    )
+    .await
+    .unwrap();
+    wait_condition(&s.api, "web", "Ready", "True", 2).await;
+    println!("image update -> Ready at generation 2: {:.2}s", t1.elapsed().as_secs_f64());
+    assert_eq!(image(&deployments.get("web").await.unwrap()), "registry.example/web:2");
+
+    // Remove the ingress: the Ingress is deleted.
+    apply_ms(
+        &s.api,
+        "web",
+        json!({"image": "registry.example/web:2", "replicas": 2, "healthCheck": {"path": "/healthz"}}),
+    )
+    .await
+    .unwrap();
+    let ingresses = s.ns.api::<k8s_openapi::api::networking::v1::Ingress>();
+    wait_for("the Ingress to be deleted", Duration::from_secs(30), || async {
+        anyhow::Ok(ingresses.get_opt("web").await?.is_none())
+    })
+    .await;
+
+    // Someone edits the Deployment: the operator restores it.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "evil:1"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let restored = wait_for("the edited Deployment to be restored", Duration::from_secs(30), || async {
+        anyhow::Ok(image(&deployments.get("web").await?) == "registry.example/web:2")
+    })
+    .await;
+    println!("drift (image edited) restored in {:.2}s", restored.as_secs_f64());
+
+    // Someone deletes the Service: the operator recreates it.
+    let old_uid = services.get("web").await.unwrap().uid();
+    services.delete("web", &DeleteParams::default()).await.unwrap();
+    wait_for("the deleted Service to be recreated", Duration::from_secs(30), || async {
+        anyhow::Ok(services.get_opt("web").await?.is_some_and(|s| s.uid() != old_uid))
+    })
+    .await;
+
+    // Delete the Microservice: the garbage collector removes the children.
+    s.api.delete("web", &DeleteParams::default()).await.unwrap();
+    wait_for("the children to be garbage-collected", Duration::from_secs(60), || async {
+        anyhow::Ok(deployments.get_opt("web").await?.is_none() && services.get_opt("web").await?.is_none())
+    })
+    .await;
+    s.ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn scale_subresource_and_autoscaling_on_and_off() {
+    let s = setup("scaling").await;
+    let deployments = s.ns.api::<Deployment>();
+    let hpas = s.ns.api::<HorizontalPodAutoscaler>();
+    apply_ms(&s.api, "api", json!({"image": "registry.example/api:1", "replicas": 2})).await.unwrap();
+    wait_condition(&s.api, "api", "Ready", "True", 1).await;
+    assert!(s.ns.api::<PodDisruptionBudget>().get_opt("api").await.unwrap().is_some(), "PDB with 2 replicas");
+
+    // kubectl scale ms/api --replicas=3
+    s.api.patch_scale("api", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
+    wait_for("the Deployment to follow the scale subresource", Duration::from_secs(30), || async {
+        anyhow::Ok(replicas(&deployments.get("api").await?) == Some(3))
+    })
+    .await;
+    let scale = s.api.get_scale("api").await.unwrap();
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
+
+    // Autoscaling on: the HPA owns replicas; the Deployment never dips to the default of 1.
+    s.api
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"replicas": null, "autoscaling": {"minReplicas": 2, "maxReplicas": 5, "cpu": 50}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut lowest = i32::MAX;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        lowest = lowest.min(replicas(&deployments.get("api").await.unwrap()).unwrap_or(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(hpas.get_opt("api").await.unwrap().is_some(), "HPA created");
+    assert!(lowest >= 2, "the Deployment dipped to {lowest} replicas when autoscaling was turned on");
+    let d = deployments.get("api").await.unwrap();
+    let flotilla_owns_replicas = d.managed_fields().iter().any(|m| {
+        m.manager.as_deref() == Some("flotilla")
+            && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+    });
+    assert!(!flotilla_owns_replicas, "with autoscaling the operator must not own spec.replicas");
+
+    // The API server refuses a replica count next to autoscaling, with the CEL message.
+    let err = s
+        .api
+        .patch_scale("api", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
+        .await
+        .expect_err("scale refused while autoscaling");
+    assert!(err.to_string().contains("mutually exclusive"), "{err}");
+
+    // Autoscaling off with 4 replicas: the HPA goes, the Deployment has 4.
+    s.api
+        .patch("api", &PatchParams::default(), &Patch::Merge(json!({"spec": {"autoscaling": null, "replicas": 4}})))
+        .await
+        .unwrap();
+    wait_for("the HPA to go and the Deployment to have 4 replicas", Duration::from_secs(30), || async {
+        anyhow::Ok(hpas.get_opt("api").await?.is_none() && replicas(&deployments.get("api").await?) == Some(4))
+    })
+    .await;
+    wait_condition(&s.api, "api", "Ready", "True", 4).await;
+    assert_eq!(s.api.get("api").await.unwrap().status.unwrap().replicas, Some(4));
+    s.ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn autoscaling_follows_simulated_cpu_load() {
+    let s = setup("load").await;
+    let deployments = s.ns.api::<Deployment>();
+    let spec = |usage: &str| {
+        json!({
+            "image": "registry.example/worker:1",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "cpu": 50, "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 400, "periodSeconds": 5}]},
+                "scaleDown": {"stabilizationWindowSeconds": 5, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 5}]}
+            }},
+            "pod": {"annotations": {"kwok.x-k8s.io/usage-cpu": usage}}
+        })
+    };
+    apply_ms(&s.api, "worker", spec("10m")).await.unwrap();
+    wait_condition(&s.api, "worker", "Ready", "True", 1).await;
+
+    let t = Instant::now();
+    apply_ms(&s.api, "worker", spec("200m")).await.unwrap();
+    wait_for("load to scale the service out to >= 3 replicas", Duration::from_secs(240), || async {
+        let ms = s.api.get("worker").await?;
+        let d = deployments.get("worker").await?;
+        let status_replicas = ms.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        if replicas(&d).unwrap_or(0) >= 3 && status_replicas >= 3 {
+            anyhow::Ok(true)
+        } else {
+            Err(anyhow!("deployment replicas {:?}, Microservice readyReplicas {status_replicas}", replicas(&d)))
+        }
+    })
+    .await;
+    println!("usage 200% of request -> >= 3 ready replicas in Microservice status: {:.2}s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    apply_ms(&s.api, "worker", spec("10m")).await.unwrap();
+    wait_for("low load to scale the service back in to 1", Duration::from_secs(240), || async {
+        let ms = s.api.get("worker").await?;
+        let st = ms.status.unwrap_or_default();
+        if st.replicas == Some(1) && replicas(&deployments.get("worker").await?) == Some(1) {
+            anyhow::Ok(true)
+        } else {
+            Err(anyhow!("Microservice status replicas {:?}", st.replicas))
+        }
+    })
+    .await;
+    println!("usage back to 10% -> 1 replica: {:.2}s", t.elapsed().as_secs_f64());
+    s.ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_or_stalled() {
+    let s = setup("invalid").await;
+    for (spec, words) in [
+        (
+            json!({"image": "x", "autoscaling": {"minReplicas": 5, "maxReplicas": 3}}),
+            "minReplicas must not be greater than",
+        ),
+        (json!({"image": "x", "replicas": 2, "autoscaling": {"maxReplicas": 3}}), "mutually exclusive"),
+        (json!({"image": "x", "dependencies": [{}]}), "exactly one of service or external"),
+        (
+            json!({"image": "x", "ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}]}),
+            "port names must be unique",
+        ),
+        (json!({"image": "x", "database": {"storage": "lots"}}), "positive quantity"),
+    ] {
+        let err = apply_ms(&s.api, "bad", spec.clone()).await.expect_err("the API server refuses it");
+        assert!(err.to_string().contains(words), "{spec}: {err}");
+    }
+    let long = "a".repeat(46);
+    let err = apply_ms(&s.api, &long, json!({"image": "x"})).await.expect_err("name too long");
+    assert!(err.to_string().contains("at most 45 characters"), "{err}");
+
+    // Past CEL, caught by the operator: a health check on a port that does not exist.
+    apply_ms(&s.api, "odd", json!({"image": "x", "healthCheck": {"path": "/h", "port": "admin"}})).await.unwrap();
+    wait_condition(&s.api, "odd", "Stalled", "True", 1).await;
+    let ms = s.api.get("odd").await.unwrap();
+    let stalled = cond(&ms, "Stalled").unwrap();
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(stalled.message.contains("spec.healthCheck.port"), "{}", stalled.message);
+    assert_eq!(cond(&ms, "Ready").unwrap().status, "False");
+    assert!(s.ns.api::<Deployment>().get_opt("odd").await.unwrap().is_none(), "nothing is written for an invalid spec");
+    let events = s.ns.api::<Event>();
+    wait_for("a Warning event InvalidSpec", Duration::from_secs(20), || async {
+        let list = events.list(&ListParams::default()).await?;
+        anyhow::Ok(
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("InvalidSpec") && e.type_.as_deref() == Some("Warning")),
+        )
+    })
+    .await;
+
+    // Fixing it makes it Ready; one bad object never stopped the others.
+    apply_ms(&s.api, "odd", json!({"image": "x", "healthCheck": {"path": "/h"}})).await.unwrap();
+    wait_condition(&s.api, "odd", "Ready", "True", 2).await;
+    s.ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn converged_services_cause_no_writes_even_after_restart() {
+    let mut s = setup("zero-writes").await;
+    apply_ms(&s.api, "a", json!({"image": "registry.example/a:1", "replicas": 2, "dependencies": [{"service": "b"}]}))
+        .await
+        .unwrap();
+    apply_ms(
+        &s.api,
+        "b",
+        json!({"image": "registry.example/b:1", "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
+               "expose": {"ingress": {"host": "b.example.com"}}}),
+    )
+    .await
+    .unwrap();
+    wait_condition(&s.api, "a", "Ready", "True", 1).await;
+    wait_condition(&s.api, "b", "Ready", "True", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A metadata-only change triggers reconciles that must find nothing to write.
+    let before = s.op.child_writes();
+    let reconciles_before = operator::counter(&s.op.metrics(), "flotilla_reconciles_total");
+    for name in ["a", "b"] {
+        s.api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}})),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for("the touch to trigger reconciles", Duration::from_secs(20), || async {
+        operator::counter(&s.op.metrics(), "flotilla_reconciles_total") >= reconciles_before + 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.op.child_writes(), before, "reconciles of converged services wrote:\n{}", s.op.metrics());
+
+    // A fresh operator process reconciles everything once and writes nothing.
+    s.op.kill();
+    let lease = format!("lease-{}", s.ns.name());
+    let mut op =
+        Operator::start(&OperatorOptions { namespace: Some(s.ns.name()), lease: &lease, tag: "zero-writes-2" });
+    op.wait_ready().await;
+    wait_for("the restarted operator to reconcile both services", Duration::from_secs(30), || async {
+        operator::counter(&op.metrics(), "flotilla_reconciles_total") >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = op.metrics();
+    assert_eq!(operator::writes(&metrics), 0, "a restart wrote to converged services:\n{metrics}");
+    assert!(metrics.contains("verb=\"get\""), "requests are counted:\n{metrics}");
+    s.ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_failover() {
+    let client = client().await;
+    install(&client).await;
+    let ns = TestNamespace::new(&client, "leader").await;
+    let lease_name = format!("lease-{}", ns.name());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "flotilla-system");
+    let opts = |tag| OperatorOptions { namespace: Some(ns.name()), lease: &lease_name, tag };
+    let mut first = Operator::start(&opts("leader-a"));
+    first.wait_ready().await;
+    wait_for("the first replica to hold the lease", Duration::from_secs(20), || async {
+        let l = leases.get_opt(&lease_name).await?;
+        anyhow::Ok(l.and_then(|l| l.spec?.holder_identity).is_some_and(|h| h.starts_with("leader-a")))
+    })
+    .await;
+    let mut second = Operator::start(&opts("leader-b"));
+    second.wait_ready().await;
+
+    let api = ns.api::<Microservice>();
+    apply_ms(&api, "svc", json!({"image": "registry.example/svc:1"})).await.unwrap();
+    wait_condition(&api, "svc", "Ready", "True", 1).await;
+    assert!(operator::counter(&first.metrics(), "flotilla_reconciles_total") > 0, "the leader reconciles");
+    assert_eq!(operator::counter(&second.metrics(), "flotilla_reconciles_total"), 0, "the standby must not reconcile");
+
+    // The leader dies without releasing the lease: the standby takes over when it expires.
+    first.kill();
+    let failover = wait_for("the standby to take the lease", Duration::from_secs(30), || async {
+        let l = leases.get_opt(&lease_name).await?;
+        anyhow::Ok(l.and_then(|l| l.spec?.holder_identity).is_some_and(|h| h.starts_with("leader-b")))
+    })
+    .await;
+    println!("leader killed -> standby leads: {:.2}s (lease 6s)", failover.as_secs_f64());
+    apply_ms(&api, "svc", json!({"image": "registry.example/svc:2"})).await.unwrap();
+    wait_condition(&api, "svc", "Ready", "True", 2).await;
+    assert!(operator::counter(&second.metrics(), "flotilla_reconciles_total") > 0);
+
+    // SIGTERM: a graceful exit that hands the lease back at once.
+    let status = second.terminate().expect("exits");
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}\n{}", second.logs());
+    let l = leases.get(&lease_name).await.unwrap();
+    assert_eq!(l.spec.and_then(|s| s.holder_identity), None, "the lease is released on shutdown");
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn children_of_others_are_never_taken_over() {
+    let s = setup("conflict").await;
+    // A ServiceAccount of the same name that someone else made.
+    let sas = s.ns.api::<ServiceAccount>();
+    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "taken"}})).unwrap())
+        .await
+        .unwrap();
+    apply_ms(&s.api, "taken", json!({"image": "registry.example/x:1"})).await.unwrap();
+    wait_condition(&s.api, "taken", "Stalled", "True", 1).await;
+    let ms = s.api.get("taken").await.unwrap();
+    assert_eq!(cond(&ms, "Stalled").unwrap().reason, "ChildConflict");
+    assert!(cond(&ms, "Stalled").unwrap().message.contains("ServiceAccount taken"));
+    let sa = sas.get("taken").await.unwrap();
+    assert!(sa.owner_references().is_empty() && sa.labels().is_empty(), "the foreign object is untouched");
+    let np = s.ns.api::<NetworkPolicy>().get_opt("taken").await.unwrap();
+    assert!(np.is_none(), "nothing after the conflict was written");
+    s.ns.cleanup().await;
+}

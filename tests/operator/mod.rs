@@ -1,0 +1,226 @@
+//! Running the real operator binary against the local cluster, with exactly the RBAC shipped in
+//! `config/rbac/` (it impersonates the `flotilla` ServiceAccount), and reading its /metrics.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use kube::{Client, ResourceExt};
+use tokio::sync::OnceCell;
+
+use crate::support::{kubeconfig_path, wait_for};
+
+/// The identity the operator runs as, bound by config/rbac.
+pub const OPERATOR_USER: &str = "system:serviceaccount:flotilla-system:flotilla";
+
+static INSTALLED: OnceCell<()> = OnceCell::const_new();
+
+/// Applies every YAML document of `path` with server-side apply, as an administrator would.
+pub async fn apply_file(client: &Client, path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    apply_yaml(client, &text, None).await;
+}
+
+/// Applies YAML documents; namespaced objects without a namespace go to `namespace`.
+pub async fn apply_yaml(client: &Client, text: &str, namespace: Option<&str>) {
+    use serde::Deserialize;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(doc).expect("valid YAML");
+        if value.is_null() || value.get("kind").and_then(|k| k.as_str()) == Some("Kustomization") {
+            continue;
+        }
+        let obj: DynamicObject = serde_json::from_value(value).expect("a Kubernetes object");
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
+        let (ar, caps) = pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("discover {gvk:?}: {e}"));
+        let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+            let ns = obj.namespace().or(namespace.map(String::from)).unwrap_or_else(|| "default".into());
+            Api::namespaced_with(client.clone(), &ns, &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
+        api.patch(&obj.name_any(), &PatchParams::apply("flotilla-tests").force(), &Patch::Apply(&obj))
+            .await
+            .unwrap_or_else(|e| panic!("apply {} {}: {e}", types.kind, obj.name_any()));
+    }
+}
+
+/// Installs the CRDs and the shipped RBAC once per test binary.
+pub async fn install(client: &Client) {
+    INSTALLED
+        .get_or_init(|| async {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            apply_file(client, &root.join("crds/flotilla.dev.yaml")).await;
+            for f in ["namespace.yaml", "service_account.yaml", "role.yaml", "leader_election.yaml"] {
+                apply_file(client, &root.join("config/rbac").join(f)).await;
+            }
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            for name in ["microservices.flotilla.dev", "databaseclasses.flotilla.dev"] {
+                wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || async {
+                    let Ok(crd) = crds.get(name).await else { return false };
+                    crd.status
+                        .and_then(|s| s.conditions)
+                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+                })
+                .await;
+            }
+        })
+        .await;
+}
+
+/// A kubeconfig for the operator: the test cluster's, impersonating the operator's account, so
+/// every permission it uses must come from config/rbac.
+fn operator_kubeconfig(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig_path()).expect("kubeconfig");
+    let mut cfg: serde_json::Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
+    for user in cfg["users"].as_array_mut().expect("users") {
+        user["user"]["as"] = serde_json::Value::String(OPERATOR_USER.into());
+    }
+    let path = dir.join("operator-kubeconfig");
+    std::fs::write(&path, serde_yaml_ng::to_string(&cfg).unwrap()).unwrap();
+    path
+}
+
+/// A running `flotilla run` process, killed on drop.
+pub struct Operator {
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    pub started: Instant,
+}
+
+pub struct OperatorOptions<'a> {
+    /// Watch only this namespace.
+    pub namespace: Option<&'a str>,
+    /// Leader Lease name, unique per test so tests do not contend.
+    pub lease: &'a str,
+    pub tag: &'a str,
+}
+
+impl Operator {
+    pub fn start(opts: &OperatorOptions) -> Operator {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = operator_kubeconfig(&dir);
+        let port = free_port();
+        let log = dir.join(format!("operator-{}-{port}.log", opts.tag));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        cmd.arg("run")
+            .arg(format!("--metrics-addr=127.0.0.1:{port}"))
+            .arg(format!("--leader-elect-lease={}", opts.lease))
+            .arg("--leader-elect-namespace=flotilla-system")
+            .arg("--lease-seconds=6")
+            .arg(format!("--identity={}-{port}", opts.tag))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info,flotilla=debug,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(file);
+        if let Some(ns) = opts.namespace {
+            cmd.arg(format!("--namespace={ns}"));
+        }
+        let child = cmd.spawn().expect("start flotilla run");
+        Operator { child: Some(child), metrics_port: port, log, started: Instant::now() }
+    }
+
+    /// Waits until /readyz answers 200 (caches synced, or standing by).
+    pub async fn wait_ready(&mut self) {
+        let port = self.metrics_port;
+        let log = self.log.clone();
+        wait_for(
+            &format!("operator /readyz on :{port} (log {})", log.display()),
+            Duration::from_secs(30),
+            || async move { http_get(port, "/readyz").is_some_and(|(code, _)| code == 200) },
+        )
+        .await;
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+
+    /// Sum of `flotilla_api_requests_total` over write verbs, except the leader Lease and Events
+    /// (which are not writes to Microservices or their children).
+    pub fn child_writes(&self) -> u64 {
+        writes(&self.metrics())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Write requests in a /metrics text, except leases and events.
+pub fn writes(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("flotilla_api_requests_total{"))
+        .filter(|l| ["create", "update", "patch", "delete"].iter().any(|v| l.contains(&format!("verb=\"{v}\""))))
+        .filter(|l| !l.contains("resource=\"leases\"") && !l.contains("resource=\"events\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Value of one counter line, by its exact label set text.
+pub fn counter(metrics: &str, name_and_labels: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A tiny HTTP/1.0 GET: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
