@@ -1,0 +1,170 @@
+//! One dependency list drives both sides, also across namespaces: the caller gets a URL and an
+//! egress rule, the callee's NetworkPolicy admits the caller, and changes on either side follow.
+//! The operator here watches all namespaces. Needs `make cluster-up`.
+
+mod operator;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use flotilla::api::Microservice;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use operator::{Operator, OperatorOptions, install};
+use serde_json::json;
+use support::{TestNamespace, client, wait_for};
+
+async fn apply_ms(api: &Api<Microservice>, name: &str, spec: serde_json::Value) {
+    let body = json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice", "metadata": {"name": name}, "spec": spec});
+    api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await.expect("apply");
+}
+
+/// The (caller namespace, caller name, port) peers the NetworkPolicy admits.
+fn admitted(np: &NetworkPolicy) -> Vec<(String, String, i32)> {
+    let mut out = Vec::new();
+    for rule in np.spec.as_ref().and_then(|s| s.ingress.clone()).unwrap_or_default() {
+        for peer in rule.from.unwrap_or_default() {
+            let ns = peer
+                .namespace_selector
+                .and_then(|s| s.match_labels)
+                .and_then(|m| m.get("kubernetes.io/metadata.name").cloned());
+            let name = peer
+                .pod_selector
+                .and_then(|s| s.match_labels)
+                .and_then(|m| m.get("flotilla.dev/microservice").cloned());
+            if let (Some(ns), Some(name)) = (ns, name) {
+                for p in rule.ports.clone().unwrap_or_default() {
+                    if let Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port)) = p.port {
+                        out.push((ns.clone(), name.clone(), port));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn env_value(d: &Deployment, name: &str) -> Option<String> {
+    d.spec.as_ref()?.template.spec.as_ref()?.containers[0].env.as_ref()?.iter().find(|e| e.name == name)?.value.clone()
+}
+
+async fn wait_admitted(np: &Api<NetworkPolicy>, want: Vec<(String, String, i32)>, what: &str) -> Duration {
+    wait_for(what, Duration::from_secs(30), || async {
+        let got = admitted(&np.get("payments").await?);
+        if got == want { anyhow::Ok(true) } else { Err(anyhow!("admitted {got:?}")) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn one_dependency_list_drives_both_sides() {
+    let client = client().await;
+    install(&client).await;
+    let a = TestNamespace::new(&client, "deps-a").await;
+    let b = TestNamespace::new(&client, "deps-b").await;
+    let lease = format!("lease-{}", a.name());
+    let mut op = Operator::start(&OperatorOptions { namespace: None, lease: &lease, tag: "deps" });
+    op.wait_ready().await;
+    let (ams, bms) = (a.api::<Microservice>(), b.api::<Microservice>());
+    let (a_np, a_dep) = (a.api::<NetworkPolicy>(), a.api::<Deployment>());
+    let an = a.name().to_string();
+    let bn = b.name().to_string();
+
+    let payments =
+        |port: i32| json!({"image": "registry.example/payments:1", "ports": [{"name": "http", "port": port}]});
+    let orders = |deps: bool| {
+        if deps {
+            json!({"image": "registry.example/orders:1", "dependencies": [{"service": "payments"}]})
+        } else {
+            json!({"image": "registry.example/orders:1"})
+        }
+    };
+    apply_ms(&ams, "payments", payments(8443)).await;
+    apply_ms(&ams, "orders", orders(true)).await;
+    apply_ms(
+        &bms,
+        "web",
+        json!({"image": "registry.example/web:1", "dependencies": [{"service": "payments", "namespace": an}]}),
+    )
+    .await;
+
+    wait_admitted(
+        &a_np,
+        vec![(an.clone(), "orders".into(), 8443), (bn.clone(), "web".into(), 8443)],
+        "payments to admit orders and web",
+    )
+    .await;
+    let d = a_dep.get("orders").await.unwrap();
+    assert_eq!(env_value(&d, "PAYMENTS_URL"), Some(format!("http://payments.{an}.svc.cluster.local:8443")));
+    let egress = a_np.get("orders").await.unwrap().spec.unwrap().egress.unwrap();
+    assert!(
+        egress.iter().any(|r| serde_json::to_string(r).unwrap().contains("\"flotilla.dev/microservice\":\"payments\"")),
+        "orders may call payments: {egress:?}"
+    );
+    let web = b.api::<Deployment>().get("web").await.unwrap();
+    assert_eq!(env_value(&web, "PAYMENTS_URL"), Some(format!("http://payments.{an}.svc.cluster.local:8443")));
+
+    // Removing the dependency updates the callee's policy and touches nothing else of it.
+    let payments_generation = a_dep.get("payments").await.unwrap().metadata.generation;
+    let t = Instant::now();
+    apply_ms(&ams, "orders", orders(false)).await;
+    wait_admitted(&a_np, vec![(bn.clone(), "web".into(), 8443)], "payments to stop admitting orders").await;
+    println!("dependency removed -> callee policy updated: {:.2}s", t.elapsed().as_secs_f64());
+    assert_eq!(
+        a_dep.get("payments").await.unwrap().metadata.generation,
+        payments_generation,
+        "the callee's Deployment is untouched"
+    );
+
+    // Adding it back admits orders again.
+    apply_ms(&ams, "orders", orders(true)).await;
+    wait_admitted(
+        &a_np,
+        vec![(an.clone(), "orders".into(), 8443), (bn.clone(), "web".into(), 8443)],
+        "orders admitted again",
+    )
+    .await;
+
+    // The callee moves to another port: callers' URLs and both policies follow.
+    apply_ms(&ams, "payments", payments(9443)).await;
+    wait_admitted(&a_np, vec![(an.clone(), "orders".into(), 9443), (bn.clone(), "web".into(), 9443)], "the new port")
+        .await;
+    wait_for("orders' URL to follow the callee's port", Duration::from_secs(30), || async {
+        anyhow::Ok(
+            env_value(&a_dep.get("orders").await?, "PAYMENTS_URL")
+                == Some(format!("http://payments.{an}.svc.cluster.local:9443")),
+        )
+    })
+    .await;
+
+    // Deleting the caller removes its rule from the callee.
+    bms.delete("web", &DeleteParams::default()).await.unwrap();
+    wait_admitted(&a_np, vec![(an.clone(), "orders".into(), 9443)], "payments to stop admitting the deleted web").await;
+
+    // A dependency on a service that does not exist is reported, and resolved when it appears.
+    apply_ms(
+        &ams,
+        "orders",
+        json!({"image": "registry.example/orders:1", "dependencies": [{"service": "payments"}, {"service": "ledger"}]}),
+    )
+    .await;
+    wait_for("DependenciesReady=False naming ledger", Duration::from_secs(30), || async {
+        let ms = ams.get("orders").await?;
+        let c = ms.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "DependenciesReady");
+        anyhow::Ok(c.is_some_and(|c| c.status == "False" && c.message.contains(&format!("{an}/ledger"))))
+    })
+    .await;
+    apply_ms(&ams, "ledger", json!({"image": "registry.example/ledger:1"})).await;
+    wait_for("DependenciesReady=True once ledger exists", Duration::from_secs(30), || async {
+        let ms = ams.get("orders").await?;
+        let c = ms.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "DependenciesReady");
+        anyhow::Ok(c.is_some_and(|c| c.status == "True"))
+    })
+    .await;
+    op.kill();
+    a.cleanup().await;
+    b.cleanup().await;
+}
