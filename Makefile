@@ -44,3 +44,11 @@ crds:
 
 golden:
 	UPDATE_GOLDEN=1 $(CARGO) test --test golden --test crd
+
+## Run Flotilla on the local cluster with the shop example; demo-down stops it all.
+.PHONY: demo demo-down
+demo:
+	@scripts/demo.sh up
+
+demo-down:
+	@scripts/demo.sh down

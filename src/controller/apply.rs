@@ -77,16 +77,22 @@ pub async fn hand_off_replicas(api: &Api<Deployment>, desired: &Deployment) -> R
     let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas).filter(|_| owns_replicas) else {
         return Ok(false);
     };
+    set_replicas_by_handoff(api, &name, replicas).await?;
+    Ok(true)
+}
+
+/// Sets `spec.replicas` under the hand-off manager, which the HPA may then change freely.
+pub async fn set_replicas_by_handoff(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<(), Error> {
     let body = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name},
         "spec": {"replicas": replicas},
     });
-    api.patch(&name, &PatchParams::apply(HANDOFF_MANAGER).force(), &Patch::Apply(&body))
+    api.patch(name, &PatchParams::apply(HANDOFF_MANAGER).force(), &Patch::Apply(&body))
         .await
-        .map_err(Error::kube(format!("hand off replicas of Deployment {name}")))?;
-    Ok(true)
+        .map_err(Error::kube(format!("set replicas of Deployment {name}")))?;
+    Ok(())
 }
 
 /// Deletes the child `name` when it exists and this Microservice controls it. Returns whether

@@ -15,7 +15,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::apply::{FIELD_MANAGER, Outcome, ensure, hand_off_replicas, prune};
+use super::apply::{FIELD_MANAGER, Outcome, ensure, hand_off_replicas, prune, set_replicas_by_handoff};
 use super::context::Context;
 use super::error::Error;
 use super::status::{Observed, compute};
@@ -105,8 +105,17 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     if let Some(hpa) = children.hpa.clone() {
         note(&mut changed, "HorizontalPodAutoscaler", ensure(&hpa_api, ms, hpa).await?.1);
     }
-    let (deployment, outcome) = ensure(&deployments, ms, children.deployment).await?;
+    let (mut deployment, outcome) = ensure(&deployments, ms, children.deployment).await?;
     note(&mut changed, "Deployment", outcome);
+    // A new Deployment under an HPA starts at one replica; start it at minReplicas instead
+    // of waiting for the HPA's next sync.
+    if let Some(min) = ms.spec.autoscaling.as_ref().map(|a| a.min_replicas.unwrap_or(1))
+        && deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) < min
+    {
+        set_replicas_by_handoff(&deployments, &name, min).await?;
+        deployment = deployments.get(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
+        changed.push("Deployment replicas (raised to minReplicas)");
+    }
     // ...and is removed only after the Deployment declares replicas again.
     if children.hpa.is_none() && prune(&hpa_api, ms, &name).await? {
         changed.push("HorizontalPodAutoscaler (deleted)");

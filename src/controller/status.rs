@@ -34,7 +34,8 @@ enum Rollout {
     Stalled(String),
 }
 
-fn rollout(dep: &Deployment) -> Rollout {
+/// `min_replicas`: under an HPA, the rollout is not complete below its minimum.
+fn rollout(dep: &Deployment, min_replicas: i32) -> Rollout {
     let Some(status) = &dep.status else { return Rollout::Progressing("Deployment has no status yet".into()) };
     let generation = dep.metadata.generation.unwrap_or(0);
     if status.observed_generation.unwrap_or(0) < generation {
@@ -45,7 +46,7 @@ fn rollout(dep: &Deployment) -> Rollout {
     {
         return Rollout::Stalled(c.message.clone().unwrap_or_else(|| "rollout exceeded its progress deadline".into()));
     }
-    let desired = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let desired = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(min_replicas);
     let updated = status.updated_replicas.unwrap_or(0);
     let replicas = status.replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
@@ -81,7 +82,8 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
 
     let mut conditions = Vec::new();
     let dep_status = seen.deployment.and_then(|d| d.status.as_ref());
-    match (&seen.blocked, seen.deployment.map(rollout)) {
+    let min_replicas = ms.spec.autoscaling.as_ref().map(|a| a.min_replicas.unwrap_or(1)).unwrap_or(0);
+    match (&seen.blocked, seen.deployment.map(|d| rollout(d, min_replicas))) {
         (Some((reason, message)), _) => {
             conditions.push(cond(READY, Some(false), reason, message.clone()));
             conditions.push(cond(RECONCILING, Some(false), reason, message.clone()));
@@ -228,6 +230,20 @@ mod tests {
             t0,
         );
         assert_eq!(get(&s, READY).reason, "RollingOut");
+    }
+
+    #[test]
+    fn under_an_hpa_ready_needs_min_replicas() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let mut m = ms(1);
+        m.spec.autoscaling =
+            Some(crate::api::Autoscaling { min_replicas: Some(2), max_replicas: 5, ..Default::default() });
+        let one = dep(1, 1, 1, 1, 1);
+        let s = compute(&m, &Observed { deployment: Some(&one), ..Default::default() }, &Settings::default(), t0);
+        assert_eq!(get(&s, READY).status, "False");
+        let two = dep(1, 1, 2, 2, 2);
+        let s = compute(&m, &Observed { deployment: Some(&two), ..Default::default() }, &Settings::default(), t0);
+        assert_eq!(get(&s, READY).status, "True");
     }
 
     #[test]
