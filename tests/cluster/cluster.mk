@@ -5,6 +5,7 @@
 #   make cluster-up      start or reuse the cluster; kubeconfig in $(CLUSTER_KUBECONFIG)
 #   make cluster-down    stop every cluster process, remove $(CLUSTER_DIR)
 #   make cluster-status  nodes, pods and metrics of the running cluster
+#   make cluster-smoke   pod -> Running, PVC -> Bound, kubectl top, RSS figures
 #
 # Other targets can use $(CLUSTER_ENV) to run commands with the built kubectl
 # on PATH and KUBECONFIG set, e.g.  $(CLUSTER_ENV) kubectl get pods -A
@@ -15,7 +16,7 @@ CLUSTER_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 CLUSTER_BIN_DIR = $(shell tests/cluster/build.sh --print)
 CLUSTER_ENV = PATH="$(CLUSTER_BIN_DIR):$$PATH" KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))"
 
-.PHONY: cluster-build cluster-up cluster-down cluster-status
+.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-smoke
 
 cluster-build:
 	@tests/cluster/build.sh
@@ -30,3 +31,6 @@ cluster-status:
 	@$(CLUSTER_ENV) kubectl get nodes -o wide
 	@$(CLUSTER_ENV) kubectl get pods -A
 	@$(CLUSTER_ENV) kubectl top nodes || true
+
+cluster-smoke:
+	@CLUSTER_DIR="$(CLUSTER_DIR)" tests/cluster/smoke.sh
