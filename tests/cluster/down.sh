@@ -6,14 +6,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export KWOK_WORKDIR="$KWOK_HOME"
 
 # Processes started for this cluster: from kwokctl's pid files, plus any
-# process whose command line names this cluster's directory (a crashed
-# kwokctl may have lost its pid files). Only these ids are signalled.
+# process started from this cluster's bin/ directory (a crashed kwokctl may
+# have lost its pid files). Only these ids are signalled.
 our_pids() {
   local f
   for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
     [ -f "$f" ] && cat "$f" && echo
   done
-  if command -v pgrep >/dev/null; then pgrep -f -- "$KWOK_HOME/" || true; fi
+  # only processes whose executable is one of this cluster's component binaries
+  if command -v pgrep >/dev/null; then pgrep -f -- "^$KWOK_CLUSTER_DIR/bin/" || true; fi
 }
 alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && echo "$p"; done; }
 

@@ -13,7 +13,7 @@ elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))ms"; }
 
 # --- binaries ---------------------------------------------------------------
 if ! have_all_binaries; then
-  log "binaries missing in $BIN_DIR: building them first (cold build: ~30 min on 2 cores)"
+  log "binaries missing in $BIN_DIR: building them first (cold build: ~10 min on 2 cores)"
   "$CLUSTER_SRC/build.sh" >/dev/null || exit 1   # build.sh printed the reason
 fi
 export PATH="$BIN_DIR:$PATH"
@@ -166,7 +166,7 @@ fi
 if [ -e "$KWOK_HOME" ]; then
   die "leftovers of an earlier run in $KWOK_HOME: run 'make cluster-down' first"
 fi
-if command -v pgrep >/dev/null && pgrep -f -- "$KWOK_HOME/" >/dev/null; then
+if command -v pgrep >/dev/null && pgrep -f -- "^$KWOK_CLUSTER_DIR/bin/" >/dev/null; then
   die "leftover processes of an earlier run still use $KWOK_HOME: run 'make cluster-down' first"
 fi
 if port_in_use "$APISERVER_PORT"; then
