@@ -38,7 +38,7 @@ if [ "${#PIDS[@]}" -gt 0 ]; then
       [ "${#LEFT[@]}" -eq 0 ] && break
       sleep 0.2
     done
-    [ "${#LEFT[@]}" -gt 0 ] && kill -KILL "${LEFT[@]}" 2>/dev/null || true
+    if [ "${#LEFT[@]}" -gt 0 ]; then kill -KILL "${LEFT[@]}" 2>/dev/null || true; fi
   fi
 fi
 

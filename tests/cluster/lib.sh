@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared settings for the local-cluster scripts. Sourced, not executed.
 # All paths are absolute, derived from this file's location, so the scripts
 # work from any current directory.
