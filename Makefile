@@ -26,14 +26,14 @@ test-offline:
 	$(CARGO) test --lib --bins $(addprefix --test ,$(OFFLINE_TESTS))
 
 test-cluster:
-	@if [ -f $(CLUSTER_KUBECONFIG) ] && $(CLUSTER_ENV) kubectl --request-timeout=3s get --raw=/readyz >/dev/null 2>&1; then \
-		echo "using the running local cluster ($(CLUSTER_KUBECONFIG))"; \
-		$(MAKE) --no-print-directory cluster-tests; \
-	else \
-		$(MAKE) --no-print-directory cluster-up || exit $$?; \
-		$(MAKE) --no-print-directory cluster-tests; rc=$$?; \
-		$(MAKE) --no-print-directory cluster-down; exit $$rc; \
-	fi
+	@was_running=0; \
+	if [ -f $(CLUSTER_KUBECONFIG) ] && $(CLUSTER_ENV) kubectl --request-timeout=3s get --raw=/readyz >/dev/null 2>&1; then \
+		was_running=1; echo "using the running local cluster ($(CLUSTER_KUBECONFIG))"; \
+	fi; \
+	$(MAKE) --no-print-directory cluster-up || exit $$?; \
+	$(MAKE) --no-print-directory cluster-tests; rc=$$?; \
+	if [ $$was_running = 0 ]; then $(MAKE) --no-print-directory cluster-down; fi; \
+	exit $$rc
 
 cluster-tests:
 	FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test $(addprefix --test ,$(CLUSTER_TESTS))

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use std::time::Duration;
 
 use flotilla::controller::{LeaderElection, RunConfig};
-use flotilla::render::{Settings, World, render, to_yaml};
+use flotilla::render::{Settings, World, preview, to_yaml};
 
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "One Microservice object becomes everything the service needs")]
@@ -147,12 +147,15 @@ fn render_files(files: &[PathBuf], namespace: Option<&str>) -> ExitCode {
     for s in &manifests.skipped {
         eprintln!("skipped (not a Flotilla object): {s}");
     }
-    let world =
-        World { microservices: manifests.microservices.iter().cloned().map(Arc::new).collect(), ..World::default() };
+    let world = World {
+        microservices: manifests.microservices.iter().cloned().map(Arc::new).collect(),
+        database_classes: manifests.database_classes.iter().cloned().map(Arc::new).collect(),
+        ..World::default()
+    };
     let mut values = Vec::new();
     let mut failed = false;
     for ms in &manifests.microservices {
-        match render(ms, &world).map_err(|e| e.to_string()).and_then(|c| c.to_values().map_err(|e| e.to_string())) {
+        match preview(ms, &world) {
             Ok(v) => values.extend(v),
             Err(e) => {
                 eprintln!("error: {}: {e}", ms.metadata.name.as_deref().unwrap_or_default());

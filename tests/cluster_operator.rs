@@ -353,9 +353,20 @@ async fn invalid_specs_are_refused_or_stalled() {
 #[tokio::test]
 async fn converged_services_cause_no_writes_even_after_restart() {
     let mut s = setup("zero-writes").await;
-    apply_ms(&s.api, "a", json!({"image": "registry.example/a:1", "replicas": 2, "dependencies": [{"service": "b"}]}))
-        .await
-        .unwrap();
+    let class = format!("pg-{}", s.ns.name());
+    operator::apply_yaml(
+        &s.client,
+        &format!("apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {class}}}\nspec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17'}}}}\n"),
+        None,
+    )
+    .await;
+    apply_ms(
+        &s.api,
+        "a",
+        json!({"image": "registry.example/a:1", "replicas": 2, "dependencies": [{"service": "b"}], "database": {"class": class}}),
+    )
+    .await
+    .unwrap();
     apply_ms(
         &s.api,
         "b",
@@ -402,6 +413,8 @@ async fn converged_services_cause_no_writes_even_after_restart() {
     let metrics = op.metrics();
     assert_eq!(operator::writes(&metrics), 0, "a restart wrote to converged services:\n{metrics}");
     assert!(metrics.contains("verb=\"get\""), "requests are counted:\n{metrics}");
+    let classes: Api<flotilla::api::DatabaseClass> = Api::all(s.client.clone());
+    let _ = classes.delete(&class, &DeleteParams::default()).await;
     s.ns.cleanup().await;
 }
 

@@ -4,15 +4,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use flotilla::render::{World, render, to_yaml};
+use flotilla::render::{World, preview, to_yaml};
 
 fn render_dir(dir: &str) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let m = flotilla::manifest::load(&[root.join(dir)], None).unwrap_or_else(|e| panic!("{dir} loads: {e:?}"));
-    let world = World { microservices: m.microservices.iter().cloned().map(Arc::new).collect(), ..World::default() };
+    let world = World {
+        microservices: m.microservices.iter().cloned().map(Arc::new).collect(),
+        database_classes: m.database_classes.iter().cloned().map(Arc::new).collect(),
+        ..World::default()
+    };
     let mut values = Vec::new();
     for ms in &m.microservices {
-        values.extend(render(ms, &world).expect("example is valid").to_values().unwrap());
+        values.extend(preview(ms, &world).expect("example is valid"));
     }
     to_yaml(&values).unwrap()
 }

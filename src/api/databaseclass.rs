@@ -101,6 +101,15 @@ pub struct ClaimProvisioner {
     /// Condition type on the claim that means the database is ready (default `Ready`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_condition: Option<String>,
+    /// Labels of the database's pods in the service's namespace (`${name}` substituted), so the
+    /// service's NetworkPolicy may reach them; for CloudNativePG `{cnpg.io/cluster: "${name}"}`.
+    /// Without it the service's egress to the database host is not opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<BTreeMap<String, String>>,
+    /// Port of the database, for the egress rule (every port of those pods when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
 }
 
 /// The Secret a claim provisioner writes, and which of its keys hold what.

@@ -31,22 +31,45 @@ pub enum Outcome {
 
 /// Makes the live child match `desired`, writing only when it does not yet: when the live object
 /// lacks a desired value, or when the desired state changed since the last apply.
-pub async fn ensure<K>(api: &Api<K>, owner: &Microservice, mut desired: K) -> Result<(K, Outcome), Error>
+pub async fn ensure<K>(api: &Api<K>, owner: &Microservice, desired: K) -> Result<(K, Outcome), Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
+    ensure_with(api, owner, desired, &kind, |_, _| {}).await
+}
+
+/// [`ensure`] for any kind, with `adjust` to carry live values into the desired object before
+/// it is compared and sent (for fields the API server will not let change). The hash that
+/// detects a changed desired state is taken before `adjust`.
+pub async fn ensure_with<K>(
+    api: &Api<K>,
+    owner: &Microservice,
+    mut desired: K,
+    kind: &str,
+    adjust: impl FnOnce(&K, &mut K),
+) -> Result<(K, Outcome), Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
     let name = desired.name_any();
-    let desired_value = serde_json::to_value(&desired).map_err(|source| Error::Serialize { what: "child", source })?;
-    let hash = format!("{:016x}", fnv1a(desired_value.to_string().as_bytes()));
+    let rendered = serde_json::to_value(&desired).map_err(|source| Error::Serialize { what: "child", source })?;
+    let hash = format!("{:016x}", fnv1a(rendered.to_string().as_bytes()));
     desired.annotations_mut().insert(APPLIED_HASH.into(), hash.clone());
 
     let live = api.get_opt(&name).await.map_err(Error::kube(format!("get {kind} {name}")))?;
     if let Some(live) = &live {
-        check_ownership(live, owner, &kind)?;
+        check_ownership(live, owner, kind)?;
+        adjust(live, &mut desired);
+        let desired_value =
+            serde_json::to_value(&desired).map_err(|source| Error::Serialize { what: "child", source })?;
         let live_value = serde_json::to_value(live).map_err(|source| Error::Serialize { what: "child", source })?;
-        if live.annotations().get(APPLIED_HASH) == Some(&hash) && is_subset(&desired_value, &live_value) {
+        if live.annotations().get(APPLIED_HASH) != Some(&hash) {
+            tracing::debug!(kind, name, "desired state changed since the last apply");
+        } else if let Some(path) = first_difference(&desired_value, &live_value, String::new()) {
+            tracing::debug!(kind, name, %path, "live object differs");
+        } else {
             return Ok((live.clone(), Outcome::Unchanged));
         }
     }
@@ -125,27 +148,14 @@ pub fn controlled_by<K: Resource>(obj: &K, owner: &Microservice) -> bool {
 /// A live child may be written when this Microservice controls it, or when it is an orphan that
 /// Flotilla made for a Microservice of the same name (then it is adopted). Anything else is
 /// someone else's object.
-fn check_ownership<K: Resource>(live: &K, owner: &Microservice, kind: &str) -> Result<(), Error> {
+pub fn check_ownership<K: Resource>(live: &K, owner: &Microservice, kind: &str) -> Result<(), Error> {
     if controlled_by(live, owner) {
         return Ok(());
     }
     let ours = live.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGER)
         && live.labels().get(SELECTOR_LABEL) == owner.meta().name.as_ref()
         && !live.owner_references().iter().any(|o| o.controller == Some(true));
-    if ours { Ok(()) } else { Err(Error::ChildConflict { kind: static_kind(kind), name: live.name_any() }) }
-}
-
-fn static_kind(kind: &str) -> &'static str {
-    match kind {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        "ServiceAccount" => "ServiceAccount",
-        "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
-        "NetworkPolicy" => "NetworkPolicy",
-        "PodDisruptionBudget" => "PodDisruptionBudget",
-        "Ingress" => "Ingress",
-        _ => "object",
-    }
+    if ours { Ok(()) } else { Err(Error::ChildConflict { kind: kind.to_string(), name: live.name_any() }) }
 }
 
 /// True when every value in `desired` is present and equal in `live`. Lists must have the same
@@ -165,6 +175,27 @@ pub fn is_subset(desired: &serde_json::Value, live: &serde_json::Value) -> bool 
         }
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
+    }
+}
+
+/// The path of the first value of `desired` that `live` lacks; None when `desired ⊆ live`.
+fn first_difference(desired: &serde_json::Value, live: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().find_map(|(k, dv)| match l.get(k) {
+            Some(lv) => first_difference(dv, lv, format!("{path}.{k}")),
+            None if is_empty(dv) => None,
+            None => Some(format!("{path}.{k}")),
+        }),
+        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => {
+            if is_subset(desired, live) {
+                None
+            } else {
+                d.iter().zip(l).enumerate().find_map(|(i, (a, b))| first_difference(a, b, format!("{path}[{i}]")))
+            }
+        }
+        _ if is_subset(desired, live) => None,
+        _ => Some(path),
     }
 }
 

@@ -10,7 +10,7 @@ pub enum Error {
 
     /// A child of that name exists and belongs to something else: Flotilla never takes it over.
     #[error("{kind} {name} exists and is not managed by this Microservice; rename or delete it")]
-    ChildConflict { kind: &'static str, name: String },
+    ChildConflict { kind: String, name: String },
 
     /// A call to the Kubernetes API failed.
     #[error("{action}: {source}")]

@@ -2,14 +2,15 @@
 
 mod apply;
 mod context;
+mod database;
 mod error;
 mod leader;
 mod reconcile;
 mod status;
 
-pub use apply::{FIELD_MANAGER, is_subset};
+pub use apply::{FIELD_MANAGER, fnv1a, is_subset};
 pub use error::Error;
-pub use status::{AVAILABLE, DEPENDENCIES_READY, READY, RECONCILING, STALLED, compute as compute_status};
+pub use status::{AVAILABLE, DATABASE_READY, DEPENDENCIES_READY, READY, RECONCILING, STALLED};
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -18,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
@@ -224,7 +225,9 @@ fn build_controller(client: &Client, config: &RunConfig, ms_api: Api<Microservic
         .owns(api::<HorizontalPodAutoscaler>(client, ns), children.clone())
         .owns(api::<NetworkPolicy>(client, ns), children.clone())
         .owns(api::<PodDisruptionBudget>(client, ns), children.clone())
-        .owns(api::<Ingress>(client, ns), children);
+        .owns(api::<Ingress>(client, ns), children.clone())
+        .owns(api::<StatefulSet>(client, ns), children.clone())
+        .owns(api::<Secret>(client, ns), children);
     let store = controller.store();
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls

@@ -17,29 +17,54 @@ use tracing::{info, warn};
 
 use super::apply::{FIELD_MANAGER, Outcome, ensure, hand_off_replicas, prune, set_replicas_by_handoff};
 use super::context::Context;
+use super::database::{self as db, DbState};
 use super::error::Error;
 use super::status::{Observed, compute};
-use crate::api::Microservice;
-use crate::render::{World, render};
+use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
+use crate::database;
+use crate::render::{Cx, World, render};
 
 /// How often a converged Microservice is looked at again, to repair what no watch reported.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often a database that is not ready yet is looked at.
+const DATABASE_POLL: Duration = Duration::from_secs(3);
 
 #[tracing::instrument(skip_all, fields(namespace = ms.namespace().unwrap_or_default(), name = ms.name_any()))]
 pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile();
+    let has_finalizer = ms.finalizers().iter().any(|f| f == database::FINALIZER);
     if ms.meta().deletion_timestamp.is_some() {
-        // Owner references let the garbage collector remove the children.
+        // Owner references let the garbage collector remove the children; the finalizer is
+        // there so that a database's data is kept (or deleted) as its policy says first.
+        if has_finalizer {
+            let classes = database_classes(&ctx).await?;
+            match db::policy(&ms) {
+                DeletionPolicy::Retain => db::retain(&ctx, &ms, &classes).await?,
+                DeletionPolicy::Delete => db::delete(&ctx, &ms, &classes).await?,
+            }
+            set_finalizer(&ctx, &ms, false).await?;
+        }
         return Ok(Action::await_change());
+    }
+    if ms.spec.database.is_some() && !has_finalizer {
+        set_finalizer(&ctx, &ms, true).await?;
+    } else if ms.spec.database.is_none() && has_finalizer {
+        // The database section was removed: nothing said to delete the data, so it is kept.
+        let classes = database_classes(&ctx).await?;
+        db::retain(&ctx, &ms, &classes).await?;
+        set_finalizer(&ctx, &ms, false).await?;
     }
     let result = converge(&ms, &ctx).await;
     let seen_deployment;
     let mut observed = Observed { missing_dependencies: missing_dependencies(&ms, &ctx), ..Default::default() };
+    let mut db_pending = false;
     match &result {
-        Ok(Converged { deployment, paused }) => {
+        Ok(Converged { deployment, paused, database }) => {
             seen_deployment = deployment.clone();
             observed.deployment = seen_deployment.as_ref();
             observed.paused = *paused;
+            observed.database = database.clone();
+            db_pending = database.as_ref().is_some_and(|d| !d.ready);
         }
         Err(e) if e.waits_for_change() => {
             observed.blocked = Some((e.category(), e.to_string()));
@@ -53,12 +78,14 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     }
     result?;
     ctx.reset_backoff(&ms);
-    Ok(Action::requeue(RESYNC))
+    // Volume claims and claim objects are not watched: look again soon while the database comes up.
+    Ok(Action::requeue(if db_pending { DATABASE_POLL } else { RESYNC }))
 }
 
 struct Converged {
     deployment: Option<Deployment>,
     paused: bool,
+    database: Option<DbState>,
 }
 
 async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> {
@@ -69,16 +96,17 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
 
     if ms.spec.paused == Some(true) {
         let deployment = deployments.get_opt(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
-        return Ok(Converged { deployment, paused: true });
+        return Ok(Converged { deployment, paused: true, database: None });
     }
 
-    let world = World { microservices: ctx.store.state(), settings: ctx.settings.clone() };
-    let children = render(ms, &world)?;
+    let database_classes = if ms.spec.database.is_some() { database_classes(ctx).await? } else { Vec::new() };
+    let world = World { microservices: ctx.store.state(), database_classes, settings: ctx.settings.clone() };
+    let mut children = render(ms, &world)?;
 
-    let mut changed: Vec<&'static str> = Vec::new();
-    fn note(changed: &mut Vec<&'static str>, kind: &'static str, o: Outcome) {
+    let mut changed: Vec<String> = Vec::new();
+    fn note(changed: &mut Vec<String>, kind: &str, o: Outcome) {
         if o == Outcome::Applied {
-            changed.push(kind);
+            changed.push(kind.to_string());
         }
     }
 
@@ -88,7 +116,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
         Some(sa) => note(&mut changed, "ServiceAccount", ensure(&sa_api, ms, sa).await?.1),
         None => {
             if prune(&sa_api, ms, &name).await? {
-                changed.push("ServiceAccount (deleted)");
+                changed.push(String::from("ServiceAccount (deleted)"));
             }
         }
     }
@@ -97,8 +125,26 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
     note(&mut changed, "Service", ensure(&svc_api, ms, children.service).await?.1);
 
+    // The database first: the pods read its binding, and roll when the credentials change.
+    let mut db_state = None;
+    if let Some(rendered) = &children.database {
+        let cx = Cx::new(ms, &world);
+        let state = db::converge(ctx, &cx, rendered, &world.database_classes).await?;
+        changed.extend(state.changed.iter().cloned());
+        if let Some(hash) = &state.credentials_hash
+            && let Some(tmpl) = children.deployment.spec.as_mut().map(|s| &mut s.template)
+        {
+            tmpl.metadata
+                .get_or_insert_with(Default::default)
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(crate::database::CREDENTIALS_HASH.into(), hash.clone());
+        }
+        db_state = Some(state);
+    }
+
     if hand_off_replicas(&deployments, &children.deployment).await? {
-        changed.push("Deployment replicas (handed to the HPA)");
+        changed.push(String::from("Deployment replicas (handed to the HPA)"));
     }
     // The HPA exists before the Deployment stops declaring replicas.
     let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
@@ -114,11 +160,11 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     {
         set_replicas_by_handoff(&deployments, &name, min).await?;
         deployment = deployments.get(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
-        changed.push("Deployment replicas (raised to minReplicas)");
+        changed.push(String::from("Deployment replicas (raised to minReplicas)"));
     }
     // ...and is removed only after the Deployment declares replicas again.
     if children.hpa.is_none() && prune(&hpa_api, ms, &name).await? {
-        changed.push("HorizontalPodAutoscaler (deleted)");
+        changed.push(String::from("HorizontalPodAutoscaler (deleted)"));
     }
 
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
@@ -126,7 +172,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
         Some(pdb) => note(&mut changed, "PodDisruptionBudget", ensure(&pdb_api, ms, pdb).await?.1),
         None => {
             if prune(&pdb_api, ms, &name).await? {
-                changed.push("PodDisruptionBudget (deleted)");
+                changed.push(String::from("PodDisruptionBudget (deleted)"));
             }
         }
     }
@@ -135,7 +181,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
         Some(ing) => note(&mut changed, "Ingress", ensure(&ing_api, ms, ing).await?.1),
         None => {
             if prune(&ing_api, ms, &name).await? {
-                changed.push("Ingress (deleted)");
+                changed.push(String::from("Ingress (deleted)"));
             }
         }
     }
@@ -144,7 +190,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
         info!(changed = ?changed, "children updated");
         publish(ctx, ms, EventType::Normal, "ChildrenUpdated", &format!("updated {}", changed.join(", "))).await;
     }
-    Ok(Converged { deployment: Some(deployment), paused: false })
+    Ok(Converged { deployment: Some(deployment), paused: false, database: db_state })
 }
 
 fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
@@ -208,4 +254,24 @@ pub fn error_policy(ms: Arc<Microservice>, error: &Error, ctx: Arc<Context>) -> 
     let delay = ctx.next_backoff(&ms);
     warn!(namespace = ms.namespace(), name = ms.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+async fn database_classes(ctx: &Context) -> Result<Vec<Arc<DatabaseClass>>, Error> {
+    let api: Api<DatabaseClass> = Api::all(ctx.client.clone());
+    let list = api.list(&Default::default()).await.map_err(Error::kube("list DatabaseClasses"))?;
+    Ok(list.items.into_iter().map(Arc::new).collect())
+}
+
+/// Adds or removes the database finalizer, guarded by the resourceVersion read.
+async fn set_finalizer(ctx: &Context, ms: &Microservice, present: bool) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = ms.finalizers().iter().filter(|f| *f != database::FINALIZER).cloned().collect();
+    if present {
+        finalizers.push(database::FINALIZER.into());
+    }
+    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), &ms.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": ms.resource_version()}});
+    api.patch(&ms.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube(if present { "add finalizer" } else { "remove finalizer" }))?;
+    Ok(())
 }

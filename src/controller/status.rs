@@ -4,7 +4,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{Microservice, MicroserviceStatus};
+use super::database::DbState;
+use crate::api::{DatabaseStatus, Microservice, MicroserviceStatus};
+use crate::database::binding_secret_name;
 use crate::render::{Settings, effective_ports, service_url};
 
 pub const READY: &str = "Ready";
@@ -12,6 +14,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const AVAILABLE: &str = "Available";
 pub const DEPENDENCIES_READY: &str = "DependenciesReady";
+pub const DATABASE_READY: &str = "DatabaseReady";
 
 /// What the reconcile saw, as input to the status.
 #[derive(Debug, Default)]
@@ -24,6 +27,8 @@ pub struct Observed<'a> {
     pub missing_dependencies: Vec<String>,
     /// The operator is told to leave the children alone.
     pub paused: bool,
+    /// The service's database, when it has one.
+    pub database: Option<DbState>,
 }
 
 /// Where a rollout stands.
@@ -118,6 +123,41 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
             conditions.push(cond(STALLED, Some(false), "RolloutComplete", m));
         }
     }
+    // The service is not Ready before its database is; a database that needs someone to act
+    // (no class, a broken class) stalls it.
+    if let (None, Some(db)) = (&seen.blocked, &seen.database)
+        && !db.ready
+        && !seen.paused
+    {
+        let failed = db.phase == "Failed";
+        let reason = if failed { db.reason.as_str() } else { "DatabaseNotReady" };
+        let message = format!("database: {}", db.message);
+        for c in conditions.iter_mut() {
+            match c.type_.as_str() {
+                READY if c.status == "True" || failed => {
+                    c.status = "False".into();
+                    c.reason = reason.into();
+                    c.message = message.clone();
+                }
+                RECONCILING if !failed => {
+                    c.status = "True".into();
+                    c.reason = reason.into();
+                    c.message = message.clone();
+                }
+                RECONCILING => {
+                    c.status = "False".into();
+                    c.reason = reason.into();
+                    c.message = message.clone();
+                }
+                STALLED if failed => {
+                    c.status = "True".into();
+                    c.reason = reason.into();
+                    c.message = message.clone();
+                }
+                _ => {}
+            }
+        }
+    }
     let available = seen
         .deployment
         .and_then(|d| d.status.as_ref())
@@ -143,6 +183,11 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
             )
         });
     }
+    if let Some(db) = &seen.database {
+        conditions.push(cond(DATABASE_READY, Some(db.ready), &db.reason, db.message.clone()));
+    } else if ms.spec.database.is_some() && seen.blocked.is_none() && !seen.paused {
+        conditions.push(cond(DATABASE_READY, None, "Pending", "the database has not been looked at yet".into()));
+    }
     // A condition whose status did not change keeps the time it last changed.
     for c in &mut conditions {
         if let Some(prev) = old.conditions.iter().find(|p| p.type_ == c.type_)
@@ -164,7 +209,16 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
         available_replicas: dep_status.map(|s| s.available_replicas.unwrap_or(0)),
         selector: Some(format!("{}={name}", crate::render::SELECTOR_LABEL)),
         url: Some(service_url(name, namespace, &ports[0], settings)),
-        database: old.database,
+        database: match (&seen.database, ms.spec.database.is_some()) {
+            (Some(db), _) => Some(DatabaseStatus {
+                class: db.class.clone(),
+                secret_name: db.credentials_hash.as_ref().map(|_| binding_secret_name(name)),
+                phase: Some(db.phase.to_string()),
+                retained: Some(db.retained || old.database.as_ref().and_then(|d| d.retained).unwrap_or(false)),
+            }),
+            (None, true) => old.database,
+            (None, false) => None,
+        },
     }
 }
 

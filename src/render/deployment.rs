@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretProjection, SecurityContext, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Cx, callee_port, dependency_env_name, selector_labels, service_url};
+use crate::database;
 
 /// Default time a rollout may go without progress before it counts as failed.
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
@@ -59,11 +61,7 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
                         ..Default::default()
                     }),
                     containers: vec![container(cx)],
-                    volumes: Some(vec![Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(volumes(cx)),
                     node_selector: pod.node_selector.clone(),
                     tolerations: pod.tolerations.clone(),
                     affinity: pod.affinity.clone(),
@@ -127,7 +125,7 @@ fn container(cx: &Cx) -> Container {
             seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]),
+        volume_mounts: Some(volume_mounts(cx)),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     }
@@ -151,8 +149,71 @@ fn env(cx: &Cx) -> Vec<EnvVar> {
             })
         })
         .collect();
+    if cx.spec.database.is_some() {
+        let secret = database::binding_secret_name(cx.name);
+        let from = |name: &str, key: &str| EnvVar {
+            name: name.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        env.extend([
+            from("DATABASE_URL", "uri"),
+            from("DB_HOST", "host"),
+            from("DB_PORT", "port"),
+            from("DB_USER", "username"),
+            from("DB_PASSWORD", "password"),
+            from("DB_NAME", "database"),
+            EnvVar {
+                name: "SERVICE_BINDING_ROOT".into(),
+                value: Some(database::SERVICE_BINDING_ROOT.into()),
+                ..Default::default()
+            },
+        ]);
+    }
     env.extend(cx.spec.env.iter().flatten().cloned());
     env
+}
+
+fn volumes(cx: &Cx) -> Vec<Volume> {
+    let mut v =
+        vec![Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }];
+    if cx.spec.database.is_some() {
+        v.push(Volume {
+            name: "binding-db".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    secret: Some(SecretProjection {
+                        name: database::binding_secret_name(cx.name),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    v
+}
+
+fn volume_mounts(cx: &Cx) -> Vec<VolumeMount> {
+    let mut m = vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }];
+    if cx.spec.database.is_some() {
+        m.push(VolumeMount {
+            name: "binding-db".into(),
+            mount_path: format!("{}/db", database::SERVICE_BINDING_ROOT),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    m
 }
 
 /// Requests that let the scheduler and the HPA work, and a memory limit that keeps one leaking

@@ -22,7 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde::Serialize;
 
-use crate::api::{Microservice, MicroserviceSpec, PortSpec, Protocol};
+use crate::api::{DatabaseClass, Microservice, MicroserviceSpec, PortSpec, Protocol};
+use crate::database::{self, ClassProblem, DatabaseChildren};
 use crate::validate::{Invalid, validate};
 
 /// Selector label every child and pod carries.
@@ -70,6 +71,8 @@ impl Default for Settings {
 pub struct World {
     /// Every Microservice known: callers of the one rendered, and the services it calls.
     pub microservices: Vec<Arc<Microservice>>,
+    /// Every DatabaseClass known.
+    pub database_classes: Vec<Arc<DatabaseClass>>,
     /// Operator settings.
     pub settings: Settings,
 }
@@ -129,6 +132,8 @@ pub struct Children {
     pub pdb: Option<PodDisruptionBudget>,
     /// Present only with `spec.expose.ingress`.
     pub ingress: Option<Ingress>,
+    /// With `spec.database`: its objects, or why its class cannot be used.
+    pub database: Option<Result<DatabaseChildren, ClassProblem>>,
 }
 
 impl Children {
@@ -148,9 +153,68 @@ impl Children {
         push(&mut out, &Some(&self.network_policy))?;
         push(&mut out, &self.pdb)?;
         push(&mut out, &self.ingress)?;
+        if let Some(Ok(db)) = &self.database {
+            push(&mut out, &db.stateful_set)?;
+            push(&mut out, &db.service)?;
+            push(&mut out, &db.network_policy)?;
+            push(&mut out, &db.claim)?;
+        }
         Ok(out)
     }
 }
+
+/// What `flotilla render` prints for `ms`: its children plus, with a database, the Secrets the
+/// operator makes at run time, with placeholders instead of credentials.
+pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value>, Invalid> {
+    let children = render(ms, world)?;
+    let mut values = children.to_values().unwrap_or_default();
+    if let Some(Ok(db)) = &children.database {
+        let cx = Cx::new(ms, world);
+        let placeholder = if db.stateful_set.is_some() {
+            let (username, name) = database::default_identity(cx.name, db.engine);
+            let host =
+                format!("{}.{}.svc.{}", database::object_name(cx.name), cx.namespace, world.settings.cluster_domain);
+            let port = db.engine.port().to_string();
+            let uri =
+                format!("{}://{username}:{}@{host}:{port}/{name}", db.engine.binding_type(), database::PLACEHOLDER);
+            database::Connection {
+                host,
+                port,
+                username,
+                password: database::PLACEHOLDER.into(),
+                database: name,
+                uri: Some(uri),
+            }
+        } else {
+            database::Connection {
+                host: PLACEHOLDER_OR_HOST.into(),
+                port: PLACEHOLDER_OR_HOST.into(),
+                username: PLACEHOLDER_OR_HOST.into(),
+                password: PLACEHOLDER_OR_HOST.into(),
+                database: PLACEHOLDER_OR_HOST.into(),
+                uri: Some(PLACEHOLDER_OR_HOST.into()),
+            }
+        };
+        let mut secrets = Vec::new();
+        if db.stateful_set.is_some() {
+            secrets.push(database::credentials_secret(&cx, db.engine, database::PLACEHOLDER));
+        }
+        secrets.push(database::binding_secret(&cx, db.engine, "flotilla", &placeholder));
+        for mut s in secrets {
+            // Show the placeholders readably rather than base64-encoded.
+            s.string_data = s
+                .data
+                .take()
+                .map(|d| d.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect());
+            if let Ok(v) = serde_json::to_value(&s) {
+                values.push(v);
+            }
+        }
+    }
+    Ok(values)
+}
+
+const PLACEHOLDER_OR_HOST: &str = "<from the provisioner>";
 
 /// Renders the children of `ms`. Fails, listing every problem, when `ms` is invalid; an invalid
 /// object never becomes children.
@@ -168,11 +232,14 @@ pub fn render(ms: &Microservice, world: &World) -> Result<Children, Invalid> {
         network_policy: network_policy::network_policy(&cx),
         pdb: pdb::pdb(&cx),
         ingress: ingress::ingress(&cx),
+        database: ms.spec.database.as_ref().map(|_| {
+            database::resolve_class(ms, &world.database_classes).and_then(|class| database::render(&cx, class))
+        }),
     })
 }
 
 /// What every builder needs, computed once.
-pub(crate) struct Cx<'a> {
+pub struct Cx<'a> {
     pub ms: &'a Microservice,
     pub spec: &'a MicroserviceSpec,
     pub world: &'a World,
@@ -182,7 +249,7 @@ pub(crate) struct Cx<'a> {
 }
 
 impl<'a> Cx<'a> {
-    fn new(ms: &'a Microservice, world: &'a World) -> Self {
+    pub fn new(ms: &'a Microservice, world: &'a World) -> Self {
         Self {
             ms,
             spec: &ms.spec,

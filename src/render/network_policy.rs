@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Cx, NAMESPACE_NAME_LABEL, callee_port, selector_labels};
 use crate::api::PortSpec;
+use crate::api::databaseclass::Provisioner;
+use crate::database;
 
 pub(super) fn network_policy(cx: &Cx) -> NetworkPolicy {
     NetworkPolicy {
@@ -86,6 +88,9 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
     let mut rules =
         vec![NetworkPolicyEgressRule { to: Some(dns_peers), ports: Some(vec![dns_port("UDP"), dns_port("TCP")]) }];
 
+    if let Some(rule) = database_egress(cx) {
+        rules.push(rule);
+    }
     for d in cx.spec.dependencies.iter().flatten() {
         if let Some(svc) = &d.service {
             let ns = d.namespace.as_deref().unwrap_or(cx.namespace);
@@ -114,6 +119,40 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
         }
     }
     rules
+}
+
+/// The service may reach its own database: the embedded StatefulSet's pods, or the pods a claim
+/// class names.
+fn database_egress(cx: &Cx) -> Option<NetworkPolicyEgressRule> {
+    cx.spec.database.as_ref()?;
+    let class = database::resolve_class(cx.ms, &cx.world.database_classes).ok()?;
+    let (labels, port) = match class.spec.provisioner {
+        Provisioner::Embedded => (
+            BTreeMap::from([(database::DATABASE_LABEL.to_string(), cx.name.to_string())]),
+            Some(class.spec.engine.port()),
+        ),
+        Provisioner::Claim => {
+            let claim = class.spec.claim.as_ref()?;
+            let name = database::object_name(cx.name);
+            let labels =
+                claim.pod_selector.as_ref()?.iter().map(|(k, v)| (k.clone(), v.replace("${name}", &name))).collect();
+            (labels, claim.port)
+        }
+    };
+    Some(NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(namespace_selector(cx.namespace)),
+            pod_selector: Some(LabelSelector { match_labels: Some(labels), ..Default::default() }),
+            ..Default::default()
+        }]),
+        ports: port.map(|p| {
+            vec![NetworkPolicyPort {
+                protocol: Some("TCP".into()),
+                port: Some(IntOrString::Int(p)),
+                ..Default::default()
+            }]
+        }),
+    })
 }
 
 /// The pods of Microservice `namespace/name`: pod and namespace selector in one peer (AND).

@@ -1,0 +1,522 @@
+//! A database per service on the real cluster: embedded databases of each engine, claim
+//! provisioners (CloudNativePG's Cluster and a Crossplane-style claim, with the test playing the
+//! database operator), the binding, Ready waiting for the database, retention and adoption, the
+//! Delete policy, deletion while the operator is down, class immutability, storage expansion,
+//! and no credentials in logs or Events. Needs `make cluster-up`.
+
+mod operator;
+mod support;
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use flotilla::api::Microservice;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use operator::{Operator, OperatorOptions, apply_yaml, install};
+use serde_json::json;
+use support::{TestNamespace, client, wait_for};
+
+async fn setup(tag: &str) -> (Client, TestNamespace, Operator, Api<Microservice>) {
+    let client = client().await;
+    install(&client).await;
+    let ns = TestNamespace::new(&client, tag).await;
+    let lease = format!("lease-{}", ns.name());
+    let mut op = Operator::start(&OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag });
+    op.wait_ready().await;
+    let api = ns.api::<Microservice>();
+    (client, ns, op, api)
+}
+
+async fn apply_ms(api: &Api<Microservice>, name: &str, spec: serde_json::Value) -> Result<Microservice, kube::Error> {
+    let body = json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice", "metadata": {"name": name}, "spec": spec});
+    api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await
+}
+
+/// An embedded DatabaseClass named `name` for `engine`.
+async fn embedded_class(client: &Client, name: &str, engine: &str, image: &str) {
+    apply_yaml(
+        client,
+        &format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {name}}}\n\
+             spec: {{engine: {engine}, provisioner: embedded, embedded: {{image: '{image}', storageClassName: standard}}}}\n"
+        ),
+        None,
+    )
+    .await;
+}
+
+async fn delete_class(client: &Client, name: &str) {
+    let api: Api<flotilla::api::DatabaseClass> = Api::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::default()).await;
+}
+
+async fn wait_cond(api: &Api<Microservice>, name: &str, type_: &str, status: &str) -> Microservice {
+    wait_for(&format!("{name} {type_}={status}"), Duration::from_secs(90), || async {
+        let ms = api.get(name).await?;
+        let ok = ms.status.as_ref().is_some_and(|s| {
+            s.observed_generation == ms.metadata.generation
+                && s.conditions.iter().any(|c| c.type_ == type_ && c.status == status)
+        });
+        if ok { anyhow::Ok(true) } else { Err(anyhow!("status: {:?}", ms.status)) }
+    })
+    .await;
+    api.get(name).await.expect("get Microservice")
+}
+
+fn text(s: &Secret, key: &str) -> String {
+    s.data.as_ref().and_then(|d| d.get(key)).map(|v| String::from_utf8_lossy(&v.0).into_owned()).unwrap_or_default()
+}
+
+fn env_secret_ref(d: &Deployment, env: &str) -> Option<(String, String)> {
+    let e = d.spec.as_ref()?.template.spec.as_ref()?.containers[0].env.as_ref()?.iter().find(|e| e.name == env)?;
+    let r = e.value_from.as_ref()?.secret_key_ref.as_ref()?;
+    Some((r.name.clone(), r.key.clone()))
+}
+
+#[tokio::test]
+async fn embedded_databases_of_each_engine_are_bound_and_ready() {
+    let (client, ns, op, api) = setup("db-embedded").await;
+    let n = ns.name().to_string();
+    let engines = [
+        ("postgres", "postgres:17", 5432, "postgresql"),
+        ("mysql", "mysql:8.4", 3306, "mysql"),
+        ("redis", "redis:7", 6379, "redis"),
+    ];
+    for (engine, image, _, _) in engines {
+        embedded_class(&client, &format!("{engine}-{n}"), engine, image).await;
+        apply_ms(&api, &format!("svc-{engine}"), json!({"image": "registry.example/app:1", "database": {"class": format!("{engine}-{n}"), "storage": "2Gi"}}))
+            .await
+            .unwrap();
+    }
+    let secrets = ns.api::<Secret>();
+    let mut passwords = Vec::new();
+    for (engine, image, port, type_) in engines {
+        let svc = format!("svc-{engine}");
+        let ms = wait_cond(&api, &svc, "Ready", "True").await;
+        let db = ms.status.as_ref().unwrap().database.clone().unwrap();
+        assert_eq!(db.phase.as_deref(), Some("Ready"));
+        assert_eq!(db.secret_name, Some(format!("{svc}-db")));
+        assert_eq!(db.class, Some(format!("{engine}-{n}")));
+
+        let sts = ns.api::<StatefulSet>().get(&format!("{svc}-db")).await.unwrap();
+        let spec = sts.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(image));
+        let retention = spec.persistent_volume_claim_retention_policy.as_ref().unwrap();
+        assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+        let psc = spec.template.spec.as_ref().unwrap().security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+
+        // The claim is really bound by the cluster's binder, at the requested size.
+        let pvc = ns.api::<PersistentVolumeClaim>().get(&format!("data-{svc}-db-0")).await.unwrap();
+        assert_eq!(pvc.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Bound"));
+        assert_eq!(
+            pvc.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+            "2Gi"
+        );
+
+        let creds = secrets.get(&format!("{svc}-db-credentials")).await.unwrap();
+        let password = text(&creds, "password");
+        assert_eq!(password.len(), 32, "a generated password");
+        assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+        passwords.push(password.clone());
+
+        let binding = secrets.get(&format!("{svc}-db")).await.unwrap();
+        assert_eq!(binding.type_.as_deref(), Some(format!("servicebinding.io/{type_}").as_str()));
+        assert_eq!(text(&binding, "type"), type_);
+        assert_eq!(text(&binding, "host"), format!("{svc}-db.{n}.svc.cluster.local"));
+        assert_eq!(text(&binding, "port"), port.to_string());
+        assert_eq!(text(&binding, "password"), password);
+        let uri = text(&binding, "uri");
+        assert!(
+            uri.starts_with(&format!(
+                "{type_}://{}:{password}@{svc}-db.{n}.svc.cluster.local:{port}/",
+                text(&binding, "username")
+            )),
+            "{uri}"
+        );
+
+        let d = ns.api::<Deployment>().get(&svc).await.unwrap();
+        assert_eq!(env_secret_ref(&d, "DATABASE_URL"), Some((format!("{svc}-db"), "uri".into())));
+        assert_eq!(env_secret_ref(&d, "DB_PASSWORD"), Some((format!("{svc}-db"), "password".into())));
+        let tmpl = d.spec.as_ref().unwrap().template.clone();
+        assert!(tmpl.metadata.unwrap().annotations.unwrap().contains_key("flotilla.dev/database-credentials"));
+        let mounts = tmpl.spec.unwrap().containers[0].volume_mounts.clone().unwrap();
+        assert!(mounts.iter().any(|m| m.mount_path == "/bindings/db"));
+
+        // Only the service reaches its database, and the service may reach it.
+        let dbnp = ns.api::<NetworkPolicy>().get(&format!("{svc}-db")).await.unwrap();
+        let rule = serde_json::to_string(&dbnp.spec.unwrap().ingress).unwrap();
+        assert!(
+            rule.contains(&format!("\"flotilla.dev/microservice\":\"{svc}\"")) && rule.contains(&port.to_string()),
+            "{rule}"
+        );
+        let np = ns.api::<NetworkPolicy>().get(&svc).await.unwrap();
+        let egress = serde_json::to_string(&np.spec.unwrap().egress).unwrap();
+        assert!(egress.contains(&format!("\"flotilla.dev/database\":\"{svc}\"")), "{egress}");
+    }
+
+    // Pods roll when the credentials change, not otherwise.
+    let deployments = ns.api::<Deployment>();
+    let hash = |d: &Deployment| {
+        d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["flotilla.dev/database-credentials"].clone()
+    };
+    let before = deployments.get("svc-postgres").await.unwrap();
+    apply_ms(&api, "svc-postgres", json!({"image": "registry.example/app:1", "replicas": 1, "database": {"class": format!("postgres-{n}"), "storage": "2Gi"}})).await.unwrap();
+    wait_cond(&api, "svc-postgres", "Ready", "True").await;
+    assert_eq!(hash(&deployments.get("svc-postgres").await.unwrap()), hash(&before), "no credential change, no roll");
+    let mut creds = secrets.get("svc-postgres-db-credentials").await.unwrap();
+    creds.data.as_mut().unwrap().insert("password".into(), ByteString(b"rotatedRotatedRotated123".to_vec()));
+    creds.metadata.managed_fields = None;
+    secrets.replace("svc-postgres-db-credentials", &PostParams::default(), &creds).await.unwrap();
+    passwords.push("rotatedRotatedRotated123".into());
+    wait_for("the pods to roll to the new credentials", Duration::from_secs(30), || async {
+        anyhow::Ok(hash(&deployments.get("svc-postgres").await?) != hash(&before))
+    })
+    .await;
+    assert_eq!(text(&secrets.get("svc-postgres-db").await.unwrap(), "password"), "rotatedRotatedRotated123");
+
+    // No credentials in the operator's logs or in Events.
+    let logs = op.logs();
+    let events = serde_json::to_string(&ns.api::<Event>().list(&ListParams::default()).await.unwrap().items).unwrap();
+    for p in &passwords {
+        assert!(!logs.contains(p.as_str()), "a password is in the operator log");
+        assert!(!events.contains(p.as_str()), "a password is in an Event");
+    }
+    for (engine, ..) in engines {
+        delete_class(&client, &format!("{engine}-{n}")).await;
+    }
+    ns.cleanup().await;
+}
+
+/// Minimal CRDs in the shape of CloudNativePG's Cluster and of a Crossplane claim.
+const CLAIM_CRDS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: clusters.postgresql.cnpg.io}
+spec:
+  group: postgresql.cnpg.io
+  names: {kind: Cluster, plural: clusters, singular: cluster}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: postgresqlinstances.database.example.org}
+spec:
+  group: database.example.org
+  names: {kind: PostgreSQLInstance, plural: postgresqlinstances, singular: postgresqlinstance}
+  scope: Namespaced
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: flotilla-test-claims}
+rules:
+  - apiGroups: [postgresql.cnpg.io, database.example.org]
+    resources: [clusters, postgresqlinstances]
+    verbs: [get, list, watch, create, patch, update, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: flotilla-test-claims}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: flotilla-test-claims}
+subjects: [{kind: ServiceAccount, name: flotilla, namespace: flotilla-system}]
+"#;
+
+#[tokio::test]
+async fn claim_provisioners_cnpg_and_crossplane() {
+    let (client, ns, _op, api) = setup("db-claim").await;
+    let n = ns.name().to_string();
+    apply_yaml(&client, CLAIM_CRDS, None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let discovery see the new kinds
+    apply_yaml(
+        &client,
+        &format!(
+            r#"
+apiVersion: flotilla.dev/v1alpha1
+kind: DatabaseClass
+metadata: {{name: cnpg-{n}}}
+spec:
+  engine: postgres
+  provisioner: claim
+  claim:
+    apiVersion: postgresql.cnpg.io/v1
+    kind: Cluster
+    spec: {{instances: 1, storage: {{size: "${{storage}}"}}, bootstrap: {{initdb: {{database: app, owner: app}}}}}}
+    connectionSecret: {{name: "${{name}}-app", keys: {{database: dbname}}}}
+    readyCondition: Ready
+    podSelector: {{cnpg.io/cluster: "${{name}}"}}
+    port: 5432
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: DatabaseClass
+metadata: {{name: xp-{n}}}
+spec:
+  engine: postgres
+  provisioner: claim
+  claim:
+    apiVersion: database.example.org/v1alpha1
+    kind: PostgreSQLInstance
+    spec: {{parameters: {{storageGB: "${{storage}}"}}, writeConnectionSecretToRef: {{name: "${{name}}-conn"}}, compositionSelector: {{matchLabels: {{ns: "${{namespace}}"}}}}}}
+    connectionSecret: {{name: "${{name}}-conn", keys: {{host: endpoint, port: port, username: username, password: password, database: database}}}}
+    readyCondition: Ready
+"#
+        ),
+        None,
+    )
+    .await;
+
+    for (svc, class, group, version, plural, secret, host_key) in [
+        ("orders", format!("cnpg-{n}"), "postgresql.cnpg.io", "v1", "clusters", "orders-db-app", "host"),
+        (
+            "ledger",
+            format!("xp-{n}"),
+            "database.example.org",
+            "v1alpha1",
+            "postgresqlinstances",
+            "ledger-db-conn",
+            "endpoint",
+        ),
+    ] {
+        apply_ms(&api, svc, json!({"image": "registry.example/app:1", "database": {"class": class, "storage": "3Gi"}}))
+            .await
+            .unwrap();
+        // Ready waits for the database.
+        let ms = wait_cond(&api, svc, "DatabaseReady", "False").await;
+        let db_cond =
+            ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "DatabaseReady").unwrap().clone();
+        assert_eq!(db_cond.reason, "ClaimNotReady", "{db_cond:?}");
+        let ready = ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
+        assert_eq!(ready.status, "False");
+
+        let kind = if plural == "clusters" { "Cluster" } else { "PostgreSQLInstance" };
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let claims: Api<DynamicObject> = Api::namespaced_with(client.clone(), &n, &ar);
+        let claim = claims.get(&format!("{svc}-db")).await.expect("the claim object exists");
+        let spec = serde_json::to_value(&claim.data["spec"]).unwrap();
+        if plural == "clusters" {
+            assert_eq!(spec["storage"]["size"], "3Gi", "${{storage}} substituted");
+        } else {
+            assert_eq!(spec["writeConnectionSecretToRef"]["name"], "ledger-db-conn", "${{name}} substituted");
+            assert_eq!(spec["compositionSelector"]["matchLabels"]["ns"], n.as_str(), "${{namespace}} substituted");
+        }
+        assert_eq!(claim.owner_references()[0].uid, ms.uid().unwrap());
+
+        // The test plays the database operator: the connection Secret, then the Ready condition.
+        let data = json!({host_key: format!("{svc}-db-rw.{n}.svc"), "port": "5432", "username": "app", "password": "s3cr3t-from-operator", if plural == "clusters" { "dbname" } else { "database" }: "app"});
+        let string_data: serde_json::Map<String, serde_json::Value> = data.as_object().unwrap().clone();
+        ns.api::<Secret>()
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": secret}, "stringData": string_data})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut live = claims.get(&format!("{svc}-db")).await.unwrap();
+        live.data["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "ClusterIsReady"}]});
+        claims.replace(&format!("{svc}-db"), &PostParams::default(), &live).await.unwrap();
+
+        let ms = wait_cond(&api, svc, "Ready", "True").await;
+        assert_eq!(ms.status.unwrap().database.unwrap().phase.as_deref(), Some("Ready"));
+        let binding = ns.api::<Secret>().get(&format!("{svc}-db")).await.unwrap();
+        assert_eq!(text(&binding, "host"), format!("{svc}-db-rw.{n}.svc"));
+        assert_eq!(text(&binding, "database"), "app");
+        assert_eq!(text(&binding, "provider"), group);
+        assert_eq!(
+            text(&binding, "uri"),
+            format!("postgresql://app:s3cr3t-from-operator@{svc}-db-rw.{n}.svc:5432/app")
+        );
+    }
+    // The CloudNativePG class names the database pods: the service's egress reaches them.
+    let np = ns.api::<NetworkPolicy>().get("orders").await.unwrap();
+    assert!(serde_json::to_string(&np.spec.unwrap().egress).unwrap().contains("\"cnpg.io/cluster\":\"orders-db\""));
+    delete_class(&client, &format!("cnpg-{n}")).await;
+    delete_class(&client, &format!("xp-{n}")).await;
+    ns.cleanup().await;
+}
+
+fn owner_free(meta: &kube::api::ObjectMeta) -> bool {
+    meta.owner_references.as_ref().is_none_or(|o| o.is_empty())
+}
+
+#[tokio::test]
+async fn retain_adopt_delete_and_operator_down() {
+    let (client, ns, mut op, api) = setup("db-retain").await;
+    let n = ns.name().to_string();
+    let class = format!("pg-{n}");
+    embedded_class(&client, &class, "postgres", "postgres:17").await;
+    let secrets = ns.api::<Secret>();
+    let pvcs = ns.api::<PersistentVolumeClaim>();
+
+    // Retain (the default): the data outlives the Microservice, without owners or GitOps labels.
+    apply_ms(&api, "keep", json!({"image": "registry.example/app:1", "database": {"class": class}})).await.unwrap();
+    wait_cond(&api, "keep", "Ready", "True").await;
+    assert!(api.get("keep").await.unwrap().finalizers().contains(&"flotilla.dev/database-retention".to_string()));
+    let password = text(&secrets.get("keep-db").await.unwrap(), "password");
+    let pvc_uid = pvcs.get("data-keep-db-0").await.unwrap().uid();
+    // A GitOps tool's tracking marks on the data (as if it had adopted them).
+    secrets
+        .patch(
+            "keep-db-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {
+            "labels": {"app.kubernetes.io/instance": "shop", "kustomize.toolkit.fluxcd.io/name": "shop"},
+            "annotations": {"argocd.argoproj.io/tracking-id": "shop:/Secret:x/keep-db-credentials"}}})),
+        )
+        .await
+        .unwrap();
+    api.delete("keep", &DeleteParams::default()).await.unwrap();
+    wait_for("the Microservice to go", Duration::from_secs(60), || async {
+        anyhow::Ok(api.get_opt("keep").await?.is_none())
+    })
+    .await;
+    for s in ["keep-db-credentials", "keep-db"] {
+        let s = secrets.get(s).await.unwrap_or_else(|e| panic!("{s} was not retained: {e}"));
+        assert!(owner_free(&s.metadata), "owner references removed");
+        assert_eq!(s.annotations().get("flotilla.dev/retained-from"), Some(&format!("{n}/keep")));
+        assert!(
+            !s.labels().contains_key("app.kubernetes.io/instance")
+                && !s.labels().contains_key("kustomize.toolkit.fluxcd.io/name")
+        );
+        assert!(!s.annotations().contains_key("argocd.argoproj.io/tracking-id"));
+    }
+    let pvc = pvcs.get("data-keep-db-0").await.expect("the volume claim is retained");
+    assert_eq!(pvc.uid(), Some(pvc_uid.clone().unwrap()));
+    assert!(owner_free(&pvc.metadata));
+    assert_eq!(pvc.annotations().get("flotilla.dev/retained-from"), Some(&format!("{n}/keep")));
+
+    // A Microservice of the same name adopts the same data and credentials.
+    apply_ms(&api, "keep", json!({"image": "registry.example/app:1", "database": {"class": class}})).await.unwrap();
+    let ms = wait_cond(&api, "keep", "Ready", "True").await;
+    assert_eq!(ms.status.unwrap().database.unwrap().retained, Some(true));
+    assert_eq!(text(&secrets.get("keep-db").await.unwrap(), "password"), password, "same credentials");
+    assert_eq!(pvcs.get("data-keep-db-0").await.unwrap().uid(), pvc_uid, "same volume");
+    assert!(
+        !secrets.get("keep-db-credentials").await.unwrap().annotations().contains_key("flotilla.dev/retained-from")
+    );
+
+    // Delete while the operator is down: deletion waits for it, then the data is retained.
+    op.kill();
+    api.delete("keep", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = api.get("keep").await.expect("deletion waits for the operator");
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    let lease = format!("lease-{n}");
+    let mut op = Operator::start(&OperatorOptions { namespace: Some(&n), lease: &lease, tag: "db-retain-2" });
+    op.wait_ready().await;
+    wait_for("the Microservice to go once the operator is back", Duration::from_secs(60), || async {
+        anyhow::Ok(api.get_opt("keep").await?.is_none())
+    })
+    .await;
+    assert_eq!(
+        secrets.get("keep-db-credentials").await.unwrap().annotations().get("flotilla.dev/retained-from"),
+        Some(&format!("{n}/keep"))
+    );
+    assert!(pvcs.get_opt("data-keep-db-0").await.unwrap().is_some());
+
+    // Delete: the data goes with the Microservice.
+    apply_ms(
+        &api,
+        "drop",
+        json!({"image": "registry.example/app:1", "database": {"class": class, "deletionPolicy": "Delete"}}),
+    )
+    .await
+    .unwrap();
+    wait_cond(&api, "drop", "Ready", "True").await;
+    api.delete("drop", &DeleteParams::default()).await.unwrap();
+    wait_for("the data of a Delete database to go", Duration::from_secs(60), || async {
+        anyhow::Ok(
+            api.get_opt("drop").await?.is_none()
+                && secrets.get_opt("drop-db").await?.is_none()
+                && secrets.get_opt("drop-db-credentials").await?.is_none()
+                && pvcs.get_opt("data-drop-db-0").await?.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        )
+    })
+    .await;
+    delete_class(&client, &class).await;
+    drop(op);
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
+    let (client, ns, _op, api) = setup("db-change").await;
+    let n = ns.name().to_string();
+    let class = format!("pg-{n}");
+    embedded_class(&client, &class, "postgres", "postgres:17").await;
+    apply_ms(&api, "grow", json!({"image": "registry.example/app:1", "database": {"class": class, "storage": "1Gi"}}))
+        .await
+        .unwrap();
+    wait_cond(&api, "grow", "Ready", "True").await;
+
+    let err = apply_ms(
+        &api,
+        "grow",
+        json!({"image": "registry.example/app:1", "database": {"class": "other", "storage": "1Gi"}}),
+    )
+    .await
+    .expect_err("class change refused");
+    assert!(err.to_string().contains("database.class cannot be changed"), "{err}");
+    let err = apply_ms(
+        &api,
+        "grow",
+        json!({"image": "registry.example/app:1", "database": {"class": class, "storage": "500Mi"}}),
+    )
+    .await
+    .expect_err("shrink refused");
+    assert!(err.to_string().contains("can grow but not shrink"), "{err}");
+
+    apply_ms(&api, "grow", json!({"image": "registry.example/app:1", "database": {"class": class, "storage": "2Gi"}}))
+        .await
+        .unwrap();
+    let pvcs = ns.api::<PersistentVolumeClaim>();
+    wait_for("the volume claim to be expanded to 2Gi", Duration::from_secs(30), || async {
+        let p = pvcs.get("data-grow-db-0").await?;
+        anyhow::Ok(p.spec.and_then(|s| s.resources).and_then(|r| r.requests).is_some_and(|r| r["storage"].0 == "2Gi"))
+    })
+    .await;
+
+    // A class that does not exist, and two default classes.
+    apply_ms(&api, "lost", json!({"image": "registry.example/app:1", "database": {"class": format!("missing-{n}")}}))
+        .await
+        .unwrap();
+    let ms = wait_cond(&api, "lost", "DatabaseReady", "False").await;
+    let c = ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "DatabaseReady").unwrap();
+    assert_eq!(c.reason, "ClassNotFound");
+    assert_eq!(ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Stalled").unwrap().status, "True");
+    for d in ["a", "b"] {
+        apply_yaml(
+            &client,
+            &format!("apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: default-{d}-{n}, annotations: {{flotilla.dev/is-default-class: 'true'}}}}\nspec: {{engine: postgres, provisioner: embedded, embedded: {{image: postgres:17}}}}\n"),
+            None,
+        )
+        .await;
+    }
+    apply_ms(&api, "twice", json!({"image": "registry.example/app:1", "database": {}})).await.unwrap();
+    let ms = wait_cond(&api, "twice", "DatabaseReady", "False").await;
+    let c = ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "DatabaseReady").unwrap();
+    assert_eq!(c.reason, "MultipleDefaultClasses", "{c:?}");
+    for d in ["a", "b"] {
+        delete_class(&client, &format!("default-{d}-{n}")).await;
+    }
+    delete_class(&client, &class).await;
+    ns.cleanup().await;
+}
