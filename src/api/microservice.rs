@@ -289,6 +289,14 @@ pub struct Dependency {
     pub external: Option<ExternalDependency>,
 }
 
+impl Dependency {
+    /// `(namespace, name)` of the Microservice called, for a caller in `own_namespace`; None for
+    /// an external dependency.
+    pub fn target<'a>(&'a self, own_namespace: &'a str) -> Option<(&'a str, &'a str)> {
+        Some((self.namespace.as_deref().unwrap_or(own_namespace), self.service.as_deref()?))
+    }
+}
+
 /// A network outside the cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]

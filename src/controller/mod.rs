@@ -247,10 +247,7 @@ fn related(
         .dependencies
         .iter()
         .flatten()
-        .filter_map(|d| {
-            let svc = d.service.as_deref()?;
-            Some(ObjectRef::new(svc).within(d.namespace.as_deref().unwrap_or(&own_ns)))
-        })
+        .filter_map(|d| d.target(&own_ns).map(|(ns, svc)| ObjectRef::new(svc).within(ns)))
         .collect();
     let previous = {
         let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,9 +260,7 @@ fn related(
     let name = ms.metadata.name.clone().unwrap_or_default();
     let callers = store.state().into_iter().filter(|other| {
         let other_ns = other.metadata.namespace.as_deref().unwrap_or_default();
-        other.spec.dependencies.iter().flatten().any(|d| {
-            d.service.as_deref() == Some(name.as_str()) && d.namespace.as_deref().unwrap_or(other_ns) == own_ns
-        })
+        other.spec.dependencies.iter().flatten().any(|d| d.target(other_ns) == Some((own_ns.as_str(), name.as_str())))
     });
     let mut out: HashSet<ObjectRef<Microservice>> = callees;
     out.extend(previous.unwrap_or_default());

@@ -200,8 +200,7 @@ fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
         .iter()
         .flatten()
         .filter_map(|d| {
-            let svc = d.service.as_deref()?;
-            let ns = d.namespace.as_deref().unwrap_or(&own_ns);
+            let (ns, svc) = d.target(&own_ns)?;
             let found = ctx
                 .store
                 .state()

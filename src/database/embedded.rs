@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    SeccompProfile, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{DATABASE_LABEL, DEFAULT_STORAGE, credentials_secret_name, object_name};
 use crate::api::databaseclass::{EmbeddedProvisioner, Engine};
 use crate::api::{DatabaseSpec, DeletionPolicy};
+use crate::render::deployment::restricted_container;
 use crate::render::{Cx, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, selector_labels};
 
 /// The images of all three engines run as this user.
@@ -162,14 +163,7 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
                             limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
                             ..Default::default()
                         })),
-                        security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            privileged: Some(false),
-                            read_only_root_filesystem: Some(true),
-                            run_as_non_root: Some(true),
-                            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-                            ..Default::default()
-                        }),
+                        security_context: Some(restricted_container()),
                         volume_mounts: Some(mounts),
                         ..Default::default()
                     }],

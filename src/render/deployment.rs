@@ -116,17 +116,22 @@ fn container(cx: &Cx) -> Container {
         liveness_probe: probes.liveness.or_else(|| shorthand(10, 3)),
         // Up to 5 minutes to start before liveness takes over.
         startup_probe: probes.startup.or_else(|| shorthand(5, 60)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container()),
         volume_mounts: Some(volume_mounts(cx)),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    }
+}
+
+/// The container half of the restricted Pod Security Standard, plus a read-only root filesystem.
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -139,8 +144,7 @@ fn env(cx: &Cx) -> Vec<EnvVar> {
         .iter()
         .flatten()
         .filter_map(|d| {
-            let svc = d.service.as_deref()?;
-            let ns = d.namespace.as_deref().unwrap_or(cx.namespace);
+            let (ns, svc) = d.target(cx.namespace)?;
             let port = callee_port(cx.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
             Some(EnvVar {
                 name: dependency_env_name(svc),

@@ -3,7 +3,7 @@
 //! Nothing here performs I/O; the same input always gives byte-identical output, so the
 //! controller, `flotilla render` and the golden-file tests all share this code.
 
-mod deployment;
+pub mod deployment;
 mod hpa;
 mod ingress;
 mod network_policy;
@@ -96,9 +96,8 @@ impl World {
             .filter_map(|m| {
                 let caller_ns = m.metadata.namespace.as_deref()?;
                 let caller_name = m.metadata.name.as_deref()?;
-                let dep = m.spec.dependencies.iter().flatten().find(|d| {
-                    d.service.as_deref() == Some(name) && d.namespace.as_deref().unwrap_or(caller_ns) == namespace
-                })?;
+                let dep =
+                    m.spec.dependencies.iter().flatten().find(|d| d.target(caller_ns) == Some((namespace, name)))?;
                 Some(Caller { namespace: caller_ns.to_string(), name: caller_name.to_string(), port: dep.port.clone() })
             })
             .filter(|c| !(c.namespace == namespace && c.name == name))
