@@ -494,6 +494,30 @@ async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
     })
     .await;
 
+    // A volume claim that cannot bind: the database is Pending and the status says why.
+    apply_yaml(
+        &client,
+        &format!("apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: nowhere-{n}}}\nspec: {{engine: postgres, provisioner: embedded, embedded: {{image: postgres:17, storageClassName: nowhere}}}}\n"),
+        None,
+    )
+    .await;
+    apply_ms(&api, "stuck", json!({"image": "registry.example/app:1", "database": {"class": format!("nowhere-{n}")}}))
+        .await
+        .unwrap();
+    wait_for("a Pending volume claim to be reported", Duration::from_secs(30), || async {
+        let ms = api.get("stuck").await?;
+        let st = ms.status.unwrap_or_default();
+        let db_cond = st.conditions.iter().find(|c| c.type_ == "DatabaseReady").cloned();
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone());
+        anyhow::Ok(
+            st.database.and_then(|d| d.phase).as_deref() == Some("Pending")
+                && db_cond.is_some_and(|c| c.reason == "VolumePending" && c.message.contains("data-stuck-db-0"))
+                && ready.as_deref() == Some("False"),
+        )
+    })
+    .await;
+    delete_class(&client, &format!("nowhere-{n}")).await;
+
     // A class that does not exist, and two default classes.
     apply_ms(&api, "lost", json!({"image": "registry.example/app:1", "database": {"class": format!("missing-{n}")}}))
         .await

@@ -292,3 +292,63 @@ pub fn embedded_connection(cx: &Cx, engine: Engine, creds: &Secret) -> Option<Co
 pub fn is_tracking_label(key: &str) -> bool {
     TRACKING_LABEL_PREFIXES.iter().any(|p| if p.ends_with('/') { key.starts_with(p) } else { key == *p })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::databaseclass::DatabaseClassSpec;
+    use crate::api::{DatabaseSpec, MicroserviceSpec};
+
+    fn class(name: &str, default: bool) -> Arc<DatabaseClass> {
+        let mut c = DatabaseClass::new(name, DatabaseClassSpec::default());
+        if default {
+            c.metadata.annotations = Some([(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())].into());
+        }
+        Arc::new(c)
+    }
+
+    fn ms(class: Option<&str>) -> Microservice {
+        Microservice::new(
+            "orders",
+            MicroserviceSpec {
+                image: "x".into(),
+                database: Some(DatabaseSpec { class: class.map(String::from), ..Default::default() }),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn the_default_class_is_the_single_annotated_one() {
+        let classes = [class("a", false), class("b", true)];
+        assert_eq!(resolve_class(&ms(None), &classes).unwrap().metadata.name.as_deref(), Some("b"));
+        assert_eq!(resolve_class(&ms(Some("a")), &classes).unwrap().metadata.name.as_deref(), Some("a"));
+        assert_eq!(resolve_class(&ms(Some("zz")), &classes).unwrap_err().0, "ClassNotFound");
+        assert_eq!(resolve_class(&ms(None), &[class("a", false)]).unwrap_err().0, "NoDefaultClass");
+        let (reason, message) = resolve_class(&ms(None), &[class("a", true), class("b", true)]).unwrap_err();
+        assert_eq!(reason, "MultipleDefaultClasses");
+        assert!(message.contains("a, b"), "{message}");
+    }
+
+    #[test]
+    fn uris_escape_what_needs_escaping() {
+        let conn = Connection {
+            host: "db".into(),
+            port: "5432".into(),
+            username: "app".into(),
+            password: "p@ss:w/rd".into(),
+            database: "orders".into(),
+            uri: None,
+        };
+        assert_eq!(conn.uri(Engine::Postgres), "postgresql://app:p%40ss%3Aw%2Frd@db:5432/orders");
+        assert_eq!(Connection { uri: Some("given".into()), ..conn }.uri(Engine::Postgres), "given");
+    }
+
+    #[test]
+    fn passwords_are_long_random_and_distinct() {
+        let (a, b) = (generate_password(), generate_password());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+}
