@@ -52,3 +52,12 @@ demo:
 
 demo-down:
 	@scripts/demo.sh down
+
+## The figures in the README: the cluster tests' timings (needs a running cluster) and the
+## cluster's own (pod start, claim binding, memory).
+.PHONY: figures
+figures:
+	@$(MAKE) --no-print-directory cluster-up >/dev/null
+	@FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test -q $(addprefix --test ,$(CLUSTER_TESTS)) -- --nocapture --test-threads=1 2>&1 \
+		| sed 's/^[.]*//' | grep -E '^[a-zA-Z].*: [0-9.]+s' || true
+	@$(MAKE) --no-print-directory cluster-smoke

@@ -167,7 +167,7 @@ async fn create_update_drift_and_delete() {
         anyhow::Ok(image(&deployments.get("web").await?) == "registry.example/web:2")
     })
     .await;
-    println!("drift (image edited) restored in {:.2}s", restored.as_secs_f64());
+    println!("drift (image edited) -> restored: {:.2}s", restored.as_secs_f64());
 
     // Someone deletes the Service: the operator recreates it.
     let old_uid = services.get("web").await.unwrap().uid();
