@@ -80,3 +80,27 @@ fn every_field_is_documented() {
         assert!(missing.is_empty(), "fields without a description: {missing:?}");
     }
 }
+
+/// Least privilege: the shipped RBAC names every group, resource and verb; no wildcards.
+#[test]
+fn rbac_has_no_wildcards() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac");
+    let mut rules = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            for rule in v["rules"].as_array().into_iter().flatten() {
+                rules += 1;
+                for field in ["apiGroups", "resources", "verbs"] {
+                    let values = rule[field].as_array().unwrap_or_else(|| panic!("rule without {field}: {rule}"));
+                    assert!(values.iter().all(|x| x != "*"), "wildcard in {field}: {rule}");
+                }
+            }
+            if v["kind"] == "ClusterRoleBinding" || v["kind"] == "RoleBinding" {
+                assert_ne!(v["roleRef"]["name"], "cluster-admin", "no cluster-admin");
+            }
+        }
+    }
+    assert!(rules >= 10, "the rules were read");
+}

@@ -54,6 +54,12 @@ impl Error {
 
     /// Errors that only a change of the Microservice (or of what is in the way) can fix.
     pub fn waits_for_change(&self) -> bool {
-        matches!(self, Error::Invalid(_) | Error::ChildConflict { .. })
+        match self {
+            Error::Invalid(_) | Error::ChildConflict { .. } => true,
+            // The API server refused what the spec renders to (a bad env entry, a probe it
+            // rejects): retrying the same body cannot help.
+            Error::Kube { source: kube::Error::Api(s), .. } => s.code == 422 || s.code == 400,
+            _ => false,
+        }
     }
 }
