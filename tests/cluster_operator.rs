@@ -492,3 +492,23 @@ async fn children_of_others_are_never_taken_over() {
     assert!(np.is_none(), "nothing after the conflict was written");
     s.ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn paused_services_are_left_alone_until_resumed() {
+    let s = setup("paused").await;
+    let deployments = s.ns.api::<Deployment>();
+    apply_ms(&s.api, "calm", json!({"image": "registry.example/calm:1"})).await.unwrap();
+    wait_condition(&s.api, "calm", "Ready", "True", 1).await;
+
+    apply_ms(&s.api, "calm", json!({"image": "registry.example/calm:2", "paused": true})).await.unwrap();
+    wait_condition(&s.api, "calm", "Reconciling", "False", 2).await;
+    let ms = s.api.get("calm").await.unwrap();
+    assert_eq!(cond(&ms, "Ready").unwrap().reason, "Paused");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(image(&deployments.get("calm").await.unwrap()), "registry.example/calm:1", "paused: untouched");
+
+    apply_ms(&s.api, "calm", json!({"image": "registry.example/calm:2"})).await.unwrap();
+    wait_condition(&s.api, "calm", "Ready", "True", 3).await;
+    assert_eq!(image(&deployments.get("calm").await.unwrap()), "registry.example/calm:2");
+    s.ns.cleanup().await;
+}
