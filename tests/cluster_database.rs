@@ -432,6 +432,56 @@ async fn retain_adopt_delete_and_operator_down() {
     );
     assert!(pvcs.get_opt("data-keep-db-0").await.unwrap().is_some());
 
+    // Delete switched to Retain just before the delete: the claim, which the StatefulSet owned
+    // under Delete, must still survive.
+    apply_ms(
+        &api,
+        "flip",
+        json!({"image": "registry.example/app:1", "database": {"class": class, "deletionPolicy": "Delete"}}),
+    )
+    .await
+    .unwrap();
+    wait_cond(&api, "flip", "Ready", "True").await;
+    apply_ms(
+        &api,
+        "flip",
+        json!({"image": "registry.example/app:1", "database": {"class": class, "deletionPolicy": "Retain"}}),
+    )
+    .await
+    .unwrap();
+    api.delete("flip", &DeleteParams::default()).await.unwrap();
+    wait_for("flip to go", Duration::from_secs(60), || async { anyhow::Ok(api.get_opt("flip").await?.is_none()) })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await; // give the garbage collector its chance
+    let pvc = pvcs.get_opt("data-flip-db-0").await.unwrap().expect("the claim survives");
+    assert!(pvc.metadata.deletion_timestamp.is_none() && owner_free(&pvc.metadata), "{:?}", pvc.metadata);
+
+    // Removing the database section stops the database and keeps its data; adding it back
+    // adopts the same data.
+    apply_ms(&api, "detach", json!({"image": "registry.example/app:1", "database": {"class": class}})).await.unwrap();
+    wait_cond(&api, "detach", "Ready", "True").await;
+    let detach_password = text(&secrets.get("detach-db").await.unwrap(), "password");
+    apply_ms(&api, "detach", json!({"image": "registry.example/app:1"})).await.unwrap();
+    let statefulsets = ns.api::<StatefulSet>();
+    wait_for("the detached database to stop, its data kept", Duration::from_secs(60), || async {
+        let ms = api.get("detach").await?;
+        anyhow::Ok(
+            statefulsets.get_opt("detach-db").await?.is_none()
+                && !ms.finalizers().iter().any(|f| f == "flotilla.dev/database-retention")
+                && pvcs.get_opt("data-detach-db-0").await?.is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+                && secrets
+                    .get_opt("detach-db-credentials")
+                    .await?
+                    .is_some_and(|s| s.annotations().contains_key("flotilla.dev/retained-from")),
+        )
+    })
+    .await;
+    let d = ns.api::<Deployment>().get("detach").await.unwrap();
+    assert_eq!(env_secret_ref(&d, "DATABASE_URL"), None, "the service no longer reads a database");
+    apply_ms(&api, "detach", json!({"image": "registry.example/app:1", "database": {"class": class}})).await.unwrap();
+    wait_cond(&api, "detach", "Ready", "True").await;
+    assert_eq!(text(&secrets.get("detach-db").await.unwrap(), "password"), detach_password, "same credentials");
+
     // Delete: the data goes with the Microservice.
     apply_ms(
         &api,

@@ -360,13 +360,41 @@ pub async fn retain(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<
     let name = ms.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     for s in [credentials_secret_name(&name), binding_secret_name(&name)] {
-        orphan(&secrets, &s, ms).await?;
+        orphan(&secrets, &s, ms, None).await?;
     }
-    orphan(&Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns), &volume_claim_name(&name), ms).await?;
+    // The StatefulSet may have been created with `deletionPolicy: Delete`, which makes it the
+    // owner of the claim: switch it to Retain and cut that link too, so that the garbage
+    // collector removing the StatefulSet cannot take the data with it.
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut sts_uid = None;
+    if let Some(sts) = sts_api.get_opt(&object_name(&name)).await.map_err(Error::kube("get database StatefulSet"))?
+        && controlled_by(&sts, ms)
+    {
+        let keep = json!({"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"}}});
+        sts_api
+            .patch(&sts.name_any(), &PatchParams::default(), &Patch::Merge(&keep))
+            .await
+            .map_err(Error::kube("retain the database StatefulSet's claim"))?;
+        sts_uid = sts.uid();
+    }
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns);
+    orphan(&pvcs, &volume_claim_name(&name), ms, sts_uid.as_deref()).await?;
     if let Some(api) = claim_api(ctx, ms, classes).await {
-        orphan(&api, &object_name(&name), ms).await?;
+        orphan(&api, &object_name(&name), ms, None).await?;
     }
     info!(namespace = %ns, name = %name, "database retained");
+    Ok(())
+}
+
+/// The `database` section was removed from a running service: keep the data as Retain does,
+/// and stop the embedded database itself. Adding the section back adopts the data again.
+pub async fn detach(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<DatabaseClass>]) -> Result<(), Error> {
+    retain(ctx, ms, classes).await?;
+    let ns = ms.namespace().unwrap_or_default();
+    let name = object_name(&ms.name_any());
+    delete_owned(&Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
+    delete_owned(&Api::<Service>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
+    delete_owned(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
     Ok(())
 }
 
@@ -418,7 +446,9 @@ async fn claim_api(
     Some(Api::namespaced_with(ctx.client.clone(), &ms.namespace().unwrap_or_default(), &ar))
 }
 
-async fn orphan<K>(api: &Api<K>, name: &str, ms: &Microservice) -> Result<(), Error>
+/// Drops `obj`'s owner references to `ms` (and to `also_owner`, a uid), its GitOps tracking
+/// marks, and records where it came from.
+async fn orphan<K>(api: &Api<K>, name: &str, ms: &Microservice, also_owner: Option<&str>) -> Result<(), Error>
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
@@ -428,7 +458,12 @@ where
     if !ours {
         return Ok(());
     }
-    let owners: Vec<_> = obj.owner_references().iter().filter(|o| Some(&o.uid) != uid.as_ref()).cloned().collect();
+    let owners: Vec<_> = obj
+        .owner_references()
+        .iter()
+        .filter(|o| Some(&o.uid) != uid.as_ref() && Some(o.uid.as_str()) != also_owner)
+        .cloned()
+        .collect();
     let labels: serde_json::Map<String, serde_json::Value> =
         obj.labels().keys().filter(|k| is_tracking_label(k)).map(|k| (k.clone(), serde_json::Value::Null)).collect();
     let mut annotations: serde_json::Map<String, serde_json::Value> = obj

@@ -49,9 +49,10 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     if ms.spec.database.is_some() && !has_finalizer {
         set_finalizer(&ctx, &ms, true).await?;
     } else if ms.spec.database.is_none() && has_finalizer {
-        // The database section was removed: nothing said to delete the data, so it is kept.
+        // The database section was removed: nothing said to delete the data, so it is kept,
+        // and the embedded database stops.
         let classes = database_classes(&ctx).await?;
-        db::retain(&ctx, &ms, &classes).await?;
+        db::detach(&ctx, &ms, &classes).await?;
         set_finalizer(&ctx, &ms, false).await?;
     }
     let result = converge(&ms, &ctx).await;
