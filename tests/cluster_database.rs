@@ -19,7 +19,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
-use operator::{Operator, OperatorOptions, apply_yaml, install};
+use operator::{Operator, OperatorOptions, apply_ms, apply_yaml, install};
 use serde_json::json;
 use support::{TestNamespace, client, wait_for};
 
@@ -32,11 +32,6 @@ async fn setup(tag: &str) -> (Client, TestNamespace, Operator, Api<Microservice>
     op.wait_ready().await;
     let api = ns.api::<Microservice>();
     (client, ns, op, api)
-}
-
-async fn apply_ms(api: &Api<Microservice>, name: &str, spec: serde_json::Value) -> Result<Microservice, kube::Error> {
-    let body = json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice", "metadata": {"name": name}, "spec": spec});
-    api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await
 }
 
 /// An embedded DatabaseClass named `name` for `engine`.

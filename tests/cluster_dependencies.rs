@@ -11,15 +11,10 @@ use anyhow::anyhow;
 use flotilla::api::Microservice;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use operator::{Operator, OperatorOptions, install};
+use kube::api::{Api, DeleteParams};
+use operator::{Operator, OperatorOptions, apply_ms, install};
 use serde_json::json;
 use support::{TestNamespace, client, wait_for};
-
-async fn apply_ms(api: &Api<Microservice>, name: &str, spec: serde_json::Value) {
-    let body = json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice", "metadata": {"name": name}, "spec": spec});
-    api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await.expect("apply");
-}
 
 /// The (caller namespace, caller name, port) peers the NetworkPolicy admits.
 fn admitted(np: &NetworkPolicy) -> Vec<(String, String, i32)> {
@@ -82,14 +77,15 @@ async fn one_dependency_list_drives_both_sides() {
             json!({"image": "registry.example/orders:1"})
         }
     };
-    apply_ms(&ams, "payments", payments(8443)).await;
-    apply_ms(&ams, "orders", orders(true)).await;
+    apply_ms(&ams, "payments", payments(8443)).await.unwrap();
+    apply_ms(&ams, "orders", orders(true)).await.unwrap();
     apply_ms(
         &bms,
         "web",
         json!({"image": "registry.example/web:1", "dependencies": [{"service": "payments", "namespace": an}]}),
     )
-    .await;
+    .await
+    .unwrap();
 
     wait_admitted(
         &a_np,
@@ -110,7 +106,7 @@ async fn one_dependency_list_drives_both_sides() {
     // Removing the dependency updates the callee's policy and touches nothing else of it.
     let payments_generation = a_dep.get("payments").await.unwrap().metadata.generation;
     let t = Instant::now();
-    apply_ms(&ams, "orders", orders(false)).await;
+    apply_ms(&ams, "orders", orders(false)).await.unwrap();
     wait_admitted(&a_np, vec![(bn.clone(), "web".into(), 8443)], "payments to stop admitting orders").await;
     println!("dependency removed -> callee policy updated: {:.2}s", t.elapsed().as_secs_f64());
     assert_eq!(
@@ -120,7 +116,7 @@ async fn one_dependency_list_drives_both_sides() {
     );
 
     // Adding it back admits orders again.
-    apply_ms(&ams, "orders", orders(true)).await;
+    apply_ms(&ams, "orders", orders(true)).await.unwrap();
     wait_admitted(
         &a_np,
         vec![(an.clone(), "orders".into(), 8443), (bn.clone(), "web".into(), 8443)],
@@ -129,7 +125,7 @@ async fn one_dependency_list_drives_both_sides() {
     .await;
 
     // The callee moves to another port: callers' URLs and both policies follow.
-    apply_ms(&ams, "payments", payments(9443)).await;
+    apply_ms(&ams, "payments", payments(9443)).await.unwrap();
     wait_admitted(&a_np, vec![(an.clone(), "orders".into(), 9443), (bn.clone(), "web".into(), 9443)], "the new port")
         .await;
     wait_for("orders' URL to follow the callee's port", Duration::from_secs(30), || async {
@@ -150,14 +146,15 @@ async fn one_dependency_list_drives_both_sides() {
         "orders",
         json!({"image": "registry.example/orders:1", "dependencies": [{"service": "payments"}, {"service": "ledger"}]}),
     )
-    .await;
+    .await
+    .unwrap();
     wait_for("DependenciesReady=False naming ledger", Duration::from_secs(30), || async {
         let ms = ams.get("orders").await?;
         let c = ms.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "DependenciesReady");
         anyhow::Ok(c.is_some_and(|c| c.status == "False" && c.message.contains(&format!("{an}/ledger"))))
     })
     .await;
-    apply_ms(&ams, "ledger", json!({"image": "registry.example/ledger:1"})).await;
+    apply_ms(&ams, "ledger", json!({"image": "registry.example/ledger:1"})).await.unwrap();
     wait_for("DependenciesReady=True once ledger exists", Duration::from_secs(30), || async {
         let ms = ams.get("orders").await?;
         let c = ms.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "DependenciesReady");

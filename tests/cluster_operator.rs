@@ -23,7 +23,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use operator::{Operator, OperatorOptions, install};
+use operator::{Operator, OperatorOptions, apply_ms, install};
 use serde_json::json;
 use support::{TestNamespace, client, wait_for};
 
@@ -43,12 +43,6 @@ async fn setup(tag: &str) -> Setup {
     op.wait_ready().await;
     let api = ns.api::<Microservice>();
     Setup { client, ns, op, api }
-}
-
-/// `kubectl apply --server-side` of a Microservice.
-async fn apply_ms(api: &Api<Microservice>, name: &str, spec: serde_json::Value) -> Result<Microservice, kube::Error> {
-    let body = json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice", "metadata": {"name": name}, "spec": spec});
-    api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await
 }
 
 fn cond<'a>(ms: &'a Microservice, type_: &str) -> Option<&'a Condition> {

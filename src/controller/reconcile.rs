@@ -113,14 +113,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
 
     // ServiceAccount first: the pods need it to be admitted.
     let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    match children.service_account {
-        Some(sa) => note(&mut changed, "ServiceAccount", ensure(&sa_api, ms, sa).await?.1),
-        None => {
-            if prune(&sa_api, ms, &name).await? {
-                changed.push(String::from("ServiceAccount (deleted)"));
-            }
-        }
-    }
+    ensure_or_prune(&sa_api, ms, &name, children.service_account, &mut changed).await?;
     let np_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     note(&mut changed, "NetworkPolicy", ensure(&np_api, ms, children.network_policy).await?.1);
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -169,23 +162,9 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     }
 
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-    match children.pdb {
-        Some(pdb) => note(&mut changed, "PodDisruptionBudget", ensure(&pdb_api, ms, pdb).await?.1),
-        None => {
-            if prune(&pdb_api, ms, &name).await? {
-                changed.push(String::from("PodDisruptionBudget (deleted)"));
-            }
-        }
-    }
+    ensure_or_prune(&pdb_api, ms, &name, children.pdb, &mut changed).await?;
     let ing_api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-    match children.ingress {
-        Some(ing) => note(&mut changed, "Ingress", ensure(&ing_api, ms, ing).await?.1),
-        None => {
-            if prune(&ing_api, ms, &name).await? {
-                changed.push(String::from("Ingress (deleted)"));
-            }
-        }
-    }
+    ensure_or_prune(&ing_api, ms, &name, children.ingress, &mut changed).await?;
 
     if !changed.is_empty() {
         info!(changed = ?changed, "children updated");
@@ -254,6 +233,38 @@ pub fn error_policy(ms: Arc<Microservice>, error: &Error, ctx: Arc<Context>) -> 
     let delay = ctx.next_backoff(&ms);
     warn!(namespace = ms.namespace(), name = ms.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// Applies an optional child, or deletes it when the spec no longer asks for it.
+async fn ensure_or_prune<K>(
+    api: &Api<K>,
+    ms: &Microservice,
+    name: &str,
+    desired: Option<K>,
+    changed: &mut Vec<String>,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    match desired {
+        Some(obj) => {
+            if ensure(api, ms, obj).await?.1 == Outcome::Applied {
+                changed.push(kind);
+            }
+        }
+        None => {
+            if prune(api, ms, name).await? {
+                changed.push(format!("{kind} (deleted)"));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn database_classes(ctx: &Context) -> Result<Vec<Arc<DatabaseClass>>, Error> {

@@ -52,6 +52,16 @@ pub async fn apply_yaml(client: &Client, text: &str, namespace: Option<&str>) {
     }
 }
 
+/// `kubectl apply --server-side` of a Microservice named `name` with `spec`.
+pub async fn apply_ms(
+    api: &Api<flotilla::api::Microservice>,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<flotilla::api::Microservice, kube::Error> {
+    let body = serde_json::json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice", "metadata": {"name": name}, "spec": spec});
+    api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await
+}
+
 /// Installs the CRDs and the shipped RBAC once per test binary.
 pub async fn install(client: &Client) {
     INSTALLED
