@@ -79,16 +79,7 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => match flotilla::api::crds_yaml() {
-            Ok(y) => {
-                print!("{y}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Crd => print_yaml(flotilla::api::crds_yaml()),
         Command::Render { files, namespace } => render_files(&files, namespace.as_deref()),
         Command::Run(args) => run(args),
     }
@@ -166,7 +157,11 @@ fn render_files(files: &[PathBuf], namespace: Option<&str>) -> ExitCode {
     if failed {
         return ExitCode::from(2);
     }
-    match to_yaml(&values) {
+    print_yaml(to_yaml(&values))
+}
+
+fn print_yaml(yaml: Result<String, serde_yaml_ng::Error>) -> ExitCode {
+    match yaml {
         Ok(y) => {
             print!("{y}");
             ExitCode::SUCCESS

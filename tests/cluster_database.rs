@@ -19,20 +19,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
-use operator::{Operator, OperatorOptions, apply_ms, apply_yaml, install};
+use operator::{Operator, OperatorOptions, apply_ms, apply_yaml, setup};
 use serde_json::json;
-use support::{TestNamespace, client, wait_for};
-
-async fn setup(tag: &str) -> (Client, TestNamespace, Operator, Api<Microservice>) {
-    let client = client().await;
-    install(&client).await;
-    let ns = TestNamespace::new(&client, tag).await;
-    let lease = format!("lease-{}", ns.name());
-    let mut op = Operator::start(&OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag });
-    op.wait_ready().await;
-    let api = ns.api::<Microservice>();
-    (client, ns, op, api)
-}
+use support::wait_for;
 
 /// An embedded DatabaseClass named `name` for `engine`.
 async fn embedded_class(client: &Client, name: &str, engine: &str, image: &str) {
@@ -77,7 +66,7 @@ fn env_secret_ref(d: &Deployment, env: &str) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn embedded_databases_of_each_engine_are_bound_and_ready() {
-    let (client, ns, op, api) = setup("db-embedded").await;
+    let operator::Setup { client, ns, op, api } = setup("db-embedded").await;
     let n = ns.name().to_string();
     let engines = [
         ("postgres", "postgres:17", 5432, "postgresql"),
@@ -238,7 +227,7 @@ subjects: [{kind: ServiceAccount, name: flotilla, namespace: flotilla-system}]
 
 #[tokio::test]
 async fn claim_provisioners_cnpg_and_crossplane() {
-    let (client, ns, _op, api) = setup("db-claim").await;
+    let operator::Setup { client, ns, op: _op, api } = setup("db-claim").await;
     let n = ns.name().to_string();
     apply_yaml(&client, CLAIM_CRDS, None).await;
     tokio::time::sleep(Duration::from_secs(2)).await; // let discovery see the new kinds
@@ -354,7 +343,7 @@ fn owner_free(meta: &kube::api::ObjectMeta) -> bool {
 
 #[tokio::test]
 async fn retain_adopt_delete_and_operator_down() {
-    let (client, ns, mut op, api) = setup("db-retain").await;
+    let operator::Setup { client, ns, mut op, api } = setup("db-retain").await;
     let n = ns.name().to_string();
     let class = format!("pg-{n}");
     embedded_class(&client, &class, "postgres", "postgres:17").await;
@@ -503,7 +492,7 @@ async fn retain_adopt_delete_and_operator_down() {
 
 #[tokio::test]
 async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
-    let (client, ns, _op, api) = setup("db-change").await;
+    let operator::Setup { client, ns, op: _op, api } = setup("db-change").await;
     let n = ns.name().to_string();
     let class = format!("pg-{n}");
     embedded_class(&client, &class, "postgres", "postgres:17").await;

@@ -21,29 +21,11 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
-use operator::{Operator, OperatorOptions, apply_ms, install};
+use operator::{Operator, OperatorOptions, apply_ms, install, setup};
 use serde_json::json;
 use support::{TestNamespace, client, wait_for};
-
-struct Setup {
-    client: Client,
-    ns: TestNamespace,
-    op: Operator,
-    api: Api<Microservice>,
-}
-
-async fn setup(tag: &str) -> Setup {
-    let client = client().await;
-    install(&client).await;
-    let ns = TestNamespace::new(&client, tag).await;
-    let lease = format!("lease-{}", ns.name());
-    let mut op = Operator::start(&OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag });
-    op.wait_ready().await;
-    let api = ns.api::<Microservice>();
-    Setup { client, ns, op, api }
-}
 
 fn cond<'a>(ms: &'a Microservice, type_: &str) -> Option<&'a Condition> {
     ms.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)

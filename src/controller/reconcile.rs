@@ -175,15 +175,14 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
 
 fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
     let own_ns = ms.namespace().unwrap_or_else(|| "default".into());
+    let all = ctx.store.state();
     ms.spec
         .dependencies
         .iter()
         .flatten()
         .filter_map(|d| {
             let (ns, svc) = d.target(&own_ns)?;
-            let found = ctx
-                .store
-                .state()
+            let found = all
                 .iter()
                 .any(|m| m.metadata.name.as_deref() == Some(svc) && m.metadata.namespace.as_deref() == Some(ns));
             (!found).then(|| format!("{ns}/{svc}"))

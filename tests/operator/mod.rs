@@ -62,6 +62,25 @@ pub async fn apply_ms(
     api.patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&body)).await
 }
 
+/// A test namespace with its own operator (watching only that namespace, with its own Lease).
+pub struct Setup {
+    pub client: Client,
+    pub ns: crate::support::TestNamespace,
+    pub op: Operator,
+    pub api: Api<flotilla::api::Microservice>,
+}
+
+pub async fn setup(tag: &str) -> Setup {
+    let client = crate::support::client().await;
+    install(&client).await;
+    let ns = crate::support::TestNamespace::new(&client, tag).await;
+    let lease = format!("lease-{}", ns.name());
+    let mut op = Operator::start(&OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag });
+    op.wait_ready().await;
+    let api = ns.api::<flotilla::api::Microservice>();
+    Setup { client, ns, op, api }
+}
+
 /// Installs the CRDs and the shipped RBAC once per test binary.
 pub async fn install(client: &Client) {
     INSTALLED
