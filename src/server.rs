@@ -20,9 +20,18 @@ pub struct Health {
     pub ready: Arc<AtomicBool>,
 }
 
+/// Binds the endpoint's address first, so that a port in use stops the operator with a clear
+/// error instead of leaving it running without health checks.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // With port 0 the system picks one: the log says which.
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    Ok(listener)
+}
+
 /// Serves until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -40,7 +49,5 @@ pub async fn serve(
             }),
         )
         .with_state(health);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

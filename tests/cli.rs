@@ -95,3 +95,13 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(code, 2);
     assert!(stderr.contains("no/such/file.yaml") && stderr.contains("No such file"), "{stderr}");
 }
+
+#[test]
+fn run_stops_with_a_clear_error_when_its_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, stderr) = flotilla(&["run", "--leader-elect=false", &format!("--metrics-addr={addr}")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&format!("cannot serve metrics on {addr}")), "{stderr}");
+    assert!(!stderr.contains("\u{1b}["), "no colour codes when stderr is not a terminal: {stderr}");
+}

@@ -88,24 +88,28 @@ pub async fn client(metrics: Arc<Metrics>) -> Result<Client, RunError> {
 
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
+    let addr = config.metrics_addr;
+    let listener = server::bind(addr).await.map_err(|source| RunError::Serve { addr, source })?;
     let client = client(metrics.clone()).await?;
     let ms_api: Api<Microservice> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    ms_api.list(&ListParams::default().limit(1)).await.map_err(RunError::Crd)?;
 
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let health = Health { metrics: metrics.clone(), ready: ready.clone() };
-    let addr = config.metrics_addr;
     let server_stop = wait_true(stop_rx.clone());
-    let server = tokio::spawn(async move { server::serve(addr, health, server_stop).await });
+    let server = tokio::spawn(async move { server::serve(listener, health, server_stop).await });
     tokio::spawn(async move {
         shutdown_signal().await;
         info!("shutdown requested");
         let _ = stop_tx.send(true);
     });
+    tokio::select! {
+        found = wait_for_crd(&ms_api) => found?,
+        _ = wait_true(stop_rx.clone()) => return finish(server).await,
+    }
 
     let elector = config.leader_election.as_ref().map(|le| {
         leader::LeaderElector::new(
@@ -197,6 +201,27 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         e.release().await;
     }
     finish(server).await
+}
+
+/// How long the operator waits at start for the Microservice API to answer. A GitOps sync
+/// often applies the CRDs, the RBAC and the operator together: a CRD just created is served a
+/// moment after it is established, and a new RoleBinding takes a moment to be authorized.
+const STARTUP_WAIT: Duration = Duration::from_secs(60);
+
+async fn wait_for_crd(ms_api: &Api<Microservice>) -> Result<(), RunError> {
+    let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match ms_api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                warn!(error = %e, retry_in = ?delay, "the Microservice API does not answer yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(RunError::Crd(e)),
+        }
+    }
 }
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<(), RunError> {

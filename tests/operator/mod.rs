@@ -138,16 +138,16 @@ impl Operator {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let kubeconfig = operator_kubeconfig(&dir);
-        let port = free_port();
-        let log = dir.join(format!("operator-{}-{port}.log", opts.tag));
+        let log = dir.join(format!("operator-{}-{}.log", opts.tag, unique()));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        // Port 0: the operator binds a free port and logs it, so parallel tests never race for one.
         cmd.arg("run")
-            .arg(format!("--metrics-addr=127.0.0.1:{port}"))
+            .arg("--metrics-addr=127.0.0.1:0")
             .arg(format!("--leader-elect-lease={}", opts.lease))
             .arg("--leader-elect-namespace=flotilla-system")
             .arg("--lease-seconds=6")
-            .arg(format!("--identity={}-{port}", opts.tag))
+            .arg(format!("--identity={}-{}", opts.tag, unique()))
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,flotilla=debug,kube=warn")
             .stdout(Stdio::null())
@@ -156,19 +156,56 @@ impl Operator {
             cmd.arg(format!("--namespace={ns}"));
         }
         let child = cmd.spawn().expect("start flotilla run");
-        Operator { child: Some(child), metrics_port: port, log, started: Instant::now() }
+        let mut op = Operator { child: Some(child), metrics_port: 0, log, started: Instant::now() };
+        op.metrics_port = op.bound_port();
+        op
     }
 
-    /// Waits until /readyz answers 200 (caches synced, or standing by).
+    /// The port the operator logged that it serves on.
+    fn bound_port(&mut self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let logs = self.logs();
+            let port = logs
+                .lines()
+                .find(|l| l.contains("serving /metrics"))
+                .and_then(|l| l.split("addr=127.0.0.1:").nth(1))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok());
+            if let Some(port) = port {
+                return port;
+            }
+            if !self.is_running() || Instant::now() > deadline {
+                panic!("the operator did not start serving /metrics; {}", self.diagnosis());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process still runs, and the end of its log: for failure messages.
+    pub fn diagnosis(&mut self) -> String {
+        let state = match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => "still running".to_string(),
+            Some(Ok(Some(status))) => format!("exited with {status}"),
+            Some(Err(e)) => format!("state unknown: {e}"),
+            None => "stopped by the test".to_string(),
+        };
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("operator {state}; log {}:\n{tail}", self.log.display())
+    }
+
+    /// Waits until /readyz answers 200 (caches synced, or standing by); on a timeout the failure
+    /// says whether the process still runs and shows the end of its log.
     pub async fn wait_ready(&mut self) {
         let port = self.metrics_port;
-        let log = self.log.clone();
-        wait_for(
-            &format!("operator /readyz on :{port} (log {})", log.display()),
-            Duration::from_secs(30),
-            || async move { http_get(port, "/readyz").is_some_and(|(code, _)| code == 200) },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(port, "/readyz").is_none_or(|(code, _)| code != 200) {
+            if Instant::now() > deadline || !self.is_running() {
+                panic!("operator /readyz on :{port} did not answer 200 within 30s; {}", self.diagnosis());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn metrics(&self) -> String {
@@ -238,8 +275,10 @@ pub fn counter(metrics: &str, name_and_labels: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A suffix unique within this test run, for log file names and identities.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// A tiny HTTP/1.0 GET: (status code, body).
