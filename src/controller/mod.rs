@@ -4,6 +4,7 @@ mod apply;
 mod context;
 mod database;
 mod error;
+mod guard;
 mod leader;
 mod reconcile;
 mod status;
@@ -28,8 +29,9 @@ use kube::api::{Api, ListParams};
 use kube::client::ClientBuilder;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector::reflector};
 use kube::{Client, Resource};
 use tracing::{error, info, warn};
 
@@ -133,7 +135,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         lost = Some(e.keep());
     }
 
-    let controller = build_controller(&client, &config, ms_api);
+    let controller = build_controller(&client, &config);
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -212,7 +214,7 @@ async fn wait_for_crd(ms_api: &Api<Microservice>) -> Result<(), RunError> {
     let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
     let mut delay = Duration::from_millis(250);
     loop {
-        match ms_api.list(&ListParams::default().limit(1)).await {
+        match ms_api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(_) => return Ok(()),
             Err(e) if tokio::time::Instant::now() + delay < deadline => {
                 warn!(error = %e, retry_in = ?delay, "the Microservice API does not answer yet");
@@ -229,7 +231,7 @@ async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<
     Ok(())
 }
 
-fn build_controller(client: &Client, config: &RunConfig, ms_api: Api<Microservice>) -> Controller<Microservice> {
+fn build_controller(client: &Client, config: &RunConfig) -> Controller<Microservice> {
     fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -241,9 +243,20 @@ fn build_controller(client: &Client, config: &RunConfig, ms_api: Api<Microservic
         }
     }
     let ns = &config.namespace;
+    // Each Microservice is read on its own, so one that cannot be read never stops the others.
+    let (reader, writer) = reflector::store::<Microservice>();
+    let last = reader.clone();
+    let events =
+        watcher::watcher(api::<guard::Read>(client, ns), watcher::Config::default()).filter_map(move |event| {
+            futures::future::ready(match event {
+                Ok(event) => guard::readable(event, &last).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        });
+    let microservices = reflector(writer, events).applied_objects();
     // Only children Flotilla made are watched.
     let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
-    let controller = Controller::new(ms_api.clone(), watcher::Config::default())
+    let controller = Controller::for_stream(microservices, reader)
         .owns(api::<Deployment>(client, ns), children.clone())
         .owns(api::<Service>(client, ns), children.clone())
         .owns(api::<ServiceAccount>(client, ns), children.clone())
@@ -257,7 +270,9 @@ fn build_controller(client: &Client, config: &RunConfig, ms_api: Api<Microservic
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls
     // (before and after the change) and the services that call it are reconciled too.
-    controller.watches(ms_api, watcher::Config::default(), move |ms: Microservice| related(&ms, &store, &seen))
+    controller.watches(api::<guard::Read>(client, ns), watcher::Config::default(), move |read: guard::Read| {
+        read.0.map(|ms| related(&ms, &store, &seen)).unwrap_or_default()
+    })
 }
 
 fn related(

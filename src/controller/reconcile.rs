@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ObjectReference, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
@@ -19,7 +19,8 @@ use super::apply::{FIELD_MANAGER, Outcome, ensure, hand_off_replicas, prune, set
 use super::context::Context;
 use super::database::{self as db, DbState};
 use super::error::Error;
-use super::status::{Observed, compute};
+use super::guard::{self, Read};
+use super::status::{Observed, compute, unreadable};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
 use crate::database;
 use crate::render::{Cx, World, render};
@@ -32,6 +33,11 @@ const DATABASE_POLL: Duration = Duration::from_secs(3);
 #[tracing::instrument(skip_all, fields(namespace = ms.namespace().unwrap_or_default(), name = ms.name_any()))]
 pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile();
+    if let Some(problem) = guard::problem(&ms) {
+        // A stand-in for an object this build cannot read: report it, touch nothing else.
+        report_unreadable(&ctx, &ms, problem).await?;
+        return Ok(Action::await_change());
+    }
     let has_finalizer = ms.finalizers().iter().any(|f| f == database::FINALIZER);
     if ms.meta().deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children; the finalizer is
@@ -209,6 +215,33 @@ async fn update_status(ms: &Microservice, ctx: &Context, observed: &Observed<'_>
 }
 
 async fn publish(ctx: &Context, ms: &Microservice, type_: EventType, reason: &str, note: &str) {
+    publish_on(ctx, &ms.object_ref(&()), type_, reason, note).await;
+}
+
+/// Reports a Microservice that cannot be read on its own status and in an Event, once per
+/// change of the object; its children are left as they are.
+async fn report_unreadable(ctx: &Context, ms: &Microservice, problem: &str) -> Result<(), Error> {
+    let namespace = ms.namespace().unwrap_or_default();
+    let name = ms.name_any();
+    let message = format!("cannot read this object: {problem}");
+    let old = ms.status.clone().unwrap_or_default();
+    let conditions = unreadable(&old.conditions, ms.metadata.generation, &message, Timestamp::now());
+    if conditions == old.conditions && old.observed_generation == ms.metadata.generation {
+        return Ok(());
+    }
+    ctx.metrics.failures.get_or_create(&crate::metrics::ErrorLabels { category: "InvalidObject" }).inc();
+    warn!(namespace, name, problem, "cannot read a Microservice; its children are left as they are");
+    // A merge patch of the conditions alone, read back through the guard: the rest of the
+    // object may be what cannot be read.
+    let api: Api<Read> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = serde_json::json!({"status": {"observedGeneration": ms.metadata.generation, "conditions": conditions}});
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    api.patch_status(&name, &params, &Patch::Merge(&body)).await.map_err(Error::kube("report unreadable object"))?;
+    publish(ctx, ms, EventType::Warning, "InvalidObject", &message).await;
+    Ok(())
+}
+
+async fn publish_on(ctx: &Context, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -216,7 +249,7 @@ async fn publish(ctx: &Context, ms: &Microservice, type_: EventType, reason: &st
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &ms.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&ev, reference).await {
         warn!(error = %e, "cannot publish event");
     }
 }

@@ -222,6 +222,28 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
     }
 }
 
+/// The conditions of a Microservice that cannot be read (see `guard.rs`): stalled until it is
+/// changed. The other conditions are kept, and a transition time moves only on a transition.
+pub fn unreadable(old: &[Condition], generation: Option<i64>, message: &str, now: Timestamp) -> Vec<Condition> {
+    let own = [(READY, "False"), (RECONCILING, "False"), (STALLED, "True")];
+    let mut conditions: Vec<Condition> = own
+        .iter()
+        .map(|(type_, status)| Condition {
+            type_: (*type_).into(),
+            status: (*status).into(),
+            reason: "InvalidObject".into(),
+            message: message.into(),
+            observed_generation: generation,
+            last_transition_time: old
+                .iter()
+                .find(|c| c.type_ == *type_ && c.status == *status)
+                .map_or(Time(now), |c| c.last_transition_time.clone()),
+        })
+        .collect();
+    conditions.extend(old.iter().filter(|c| !own.iter().any(|(t, _)| c.type_ == *t)).cloned());
+    conditions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +360,29 @@ mod tests {
         let changed = compute(&m, &Observed { deployment: Some(&d2), ..Default::default() }, &Settings::default(), t1);
         assert_eq!(get(&changed, READY).last_transition_time, Time(t1));
         assert_eq!(get(&changed, STALLED).last_transition_time, Time(t0), "Stalled stayed False");
+    }
+
+    #[test]
+    fn an_unreadable_object_stalls_and_keeps_its_other_conditions() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let t1 = Timestamp::from_second(2_000_000).unwrap();
+        let mut m = ms(1);
+        let d = dep(1, 1, 2, 2, 2);
+        let ready = compute(&m, &Observed { deployment: Some(&d), ..Default::default() }, &Settings::default(), t0);
+        m.status = Some(ready.clone());
+        let first = unreadable(&ready.conditions, Some(2), "cannot read this object: spec.x: bad", t1);
+        let c = |t: &str| first.iter().find(|c| c.type_ == t).unwrap();
+        assert_eq!((c(READY).status.as_str(), c(READY).reason.as_str()), ("False", "InvalidObject"));
+        assert_eq!(c(STALLED).status, "True");
+        assert_eq!(c(STALLED).last_transition_time, Time(t1));
+        assert_eq!(c(RECONCILING).last_transition_time, Time(t0), "Reconciling stayed False");
+        assert_eq!(c(AVAILABLE), get(&ready, AVAILABLE), "the Deployment's availability is kept");
+        let again = unreadable(
+            &first,
+            Some(2),
+            "cannot read this object: spec.x: bad",
+            Timestamp::from_second(3_000_000).unwrap(),
+        );
+        assert_eq!(again, first, "reported once: the same problem writes nothing");
     }
 }
