@@ -492,7 +492,7 @@ async fn retain_adopt_delete_and_operator_down() {
 
 #[tokio::test]
 async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
-    let operator::Setup { client, ns, op: _op, api } = setup("db-change").await;
+    let operator::Setup { client, ns, op, api } = setup("db-change").await;
     let n = ns.name().to_string();
     let class = format!("pg-{n}");
     embedded_class(&client, &class, "postgres", "postgres:17").await;
@@ -560,6 +560,15 @@ async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
     let c = ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "DatabaseReady").unwrap();
     assert_eq!(c.reason, "ClassNotFound");
     assert_eq!(ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Stalled").unwrap().status, "True");
+    // The class created late is picked up without touching the service: class changes are watched.
+    let created = std::time::Instant::now();
+    embedded_class(&client, &format!("missing-{n}"), "postgres", "postgres:17").await;
+    wait_cond(&api, "lost", "DatabaseReady", "True").await;
+    println!("class created -> its service's database Ready: {:?}", created.elapsed());
+    // Classes come from the watched cache: at most the cache's own list(s), not one per reconcile.
+    let lists =
+        operator::counter(&op.metrics(), "flotilla_api_requests_total{verb=\"list\",resource=\"databaseclasses\"}");
+    assert!(lists <= 2, "DatabaseClasses listed {lists} times");
     for d in ["a", "b"] {
         apply_yaml(
             &client,

@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
+use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use rand::Rng;
 
-use crate::api::Microservice;
+use crate::api::{DatabaseClass, Microservice};
 use crate::metrics::Metrics;
 use crate::render::Settings;
 
@@ -20,6 +21,8 @@ pub struct Context {
     pub settings: Settings,
     /// Every Microservice the operator watches: the world that rendering sees.
     pub store: Store<Microservice>,
+    /// Every DatabaseClass, as far as it can be read.
+    pub classes: Store<DeserializeGuard<DatabaseClass>>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
 }
@@ -31,8 +34,9 @@ impl Context {
         metrics: Arc<Metrics>,
         settings: Settings,
         store: Store<Microservice>,
+        classes: Store<DeserializeGuard<DatabaseClass>>,
     ) -> Self {
-        Self { client, recorder, metrics, settings, store, failures: Mutex::default() }
+        Self { client, recorder, metrics, settings, store, classes, failures: Mutex::default() }
     }
 
     /// 1 s, 2 s, 4 s ... up to 5 minutes, each ±20 % so retries of many objects spread out.

@@ -27,6 +27,7 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use kube::client::ClientBuilder;
+use kube::core::DeserializeGuard as Guarded;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -35,7 +36,7 @@ use kube::runtime::{WatchStreamExt, reflector::reflector};
 use kube::{Client, Resource};
 use tracing::{error, info, warn};
 
-use crate::api::Microservice;
+use crate::api::{DatabaseClass, Microservice};
 use crate::metrics::Metrics;
 use crate::render::Settings;
 use crate::server::{self, Health};
@@ -135,7 +136,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         lost = Some(e.keep());
     }
 
-    let controller = build_controller(&client, &config);
+    let (controller, classes) = build_controller(&client, &config);
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -143,6 +144,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         metrics.clone(),
         config.settings.clone(),
         store.clone(),
+        classes,
     ));
     {
         let ready = ready.clone();
@@ -231,7 +233,7 @@ async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<
     Ok(())
 }
 
-fn build_controller(client: &Client, config: &RunConfig) -> Controller<Microservice> {
+fn build_controller(client: &Client, config: &RunConfig) -> (Controller<Microservice>, Store<Guarded<DatabaseClass>>) {
     fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -270,9 +272,35 @@ fn build_controller(client: &Client, config: &RunConfig) -> Controller<Microserv
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls
     // (before and after the change) and the services that call it are reconciled too.
-    controller.watches(api::<guard::Read>(client, ns), watcher::Config::default(), move |read: guard::Read| {
-        read.0.map(|ms| related(&ms, &store, &seen)).unwrap_or_default()
-    })
+    let controller =
+        controller.watches(api::<guard::Read>(client, ns), watcher::Config::default(), move |read: guard::Read| {
+            read.0.map(|ms| related(&ms, &store, &seen)).unwrap_or_default()
+        });
+    // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
+    // the default class), so a class created late or fixed is picked up at once.
+    let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
+    let class_events = reflector(class_writer, watcher::watcher(Api::all(client.clone()), watcher::Config::default()))
+        .touched_objects();
+    let store = controller.store();
+    let controller = controller.watches_stream(class_events, move |class: Guarded<DatabaseClass>| {
+        let name = class.meta().name.clone().unwrap_or_default();
+        if let Err(e) = &class.0 {
+            warn!(class = name, error = %e, "cannot read a DatabaseClass; the services that name it see none");
+        }
+        users_of_class(&name, &store)
+    });
+    (controller, classes)
+}
+
+/// The services whose database uses the class `name`, or the default class (any class may have
+/// become, or stopped being, the default).
+fn users_of_class(name: &str, store: &Store<Microservice>) -> Vec<ObjectRef<Microservice>> {
+    store
+        .state()
+        .iter()
+        .filter(|ms| ms.spec.database.as_ref().is_some_and(|db| db.class.as_deref().is_none_or(|class| class == name)))
+        .map(|ms| ObjectRef::from(ms.as_ref()))
+        .collect()
 }
 
 fn related(

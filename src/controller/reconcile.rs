@@ -71,7 +71,8 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
             observed.deployment = seen_deployment.as_ref();
             observed.paused = *paused;
             observed.database = database.clone();
-            db_pending = database.as_ref().is_some_and(|d| !d.ready);
+            // A class problem waits for the class (watched); a database coming up is polled.
+            db_pending = database.as_ref().is_some_and(|d| !d.ready && d.phase != "Failed");
         }
         Err(e) if e.waits_for_change() => {
             observed.blocked = Some((e.category(), e.to_string()));
@@ -299,10 +300,21 @@ where
     Ok(())
 }
 
+/// Every readable DatabaseClass: from the watched cache once it has synced (no request), listed
+/// before that.
 async fn database_classes(ctx: &Context) -> Result<Vec<Arc<DatabaseClass>>, Error> {
-    let api: Api<DatabaseClass> = Api::all(ctx.client.clone());
-    let list = api.list(&Default::default()).await.map_err(Error::kube("list DatabaseClasses"))?;
-    Ok(list.items.into_iter().map(Arc::new).collect())
+    use futures::FutureExt;
+    use kube::core::DeserializeGuard;
+    // Nothing else waits on this cache, so a single poll of its readiness steals no wake-up.
+    let classes: Vec<Arc<DeserializeGuard<DatabaseClass>>> = match ctx.classes.wait_until_ready().now_or_never() {
+        Some(Ok(())) => ctx.classes.state(),
+        _ => {
+            let api: Api<DeserializeGuard<DatabaseClass>> = Api::all(ctx.client.clone());
+            let list = api.list(&Default::default()).await.map_err(Error::kube("list DatabaseClasses"))?;
+            list.items.into_iter().map(Arc::new).collect()
+        }
+    };
+    Ok(classes.iter().filter_map(|c| c.0.as_ref().ok().cloned().map(Arc::new)).collect())
 }
 
 /// Adds or removes the database finalizer, guarded by the resourceVersion read.
