@@ -272,10 +272,28 @@ fn build_controller(client: &Client, config: &RunConfig) -> (Controller<Microser
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls
     // (before and after the change) and the services that call it are reconciled too.
-    let controller =
-        controller.watches(api::<guard::Read>(client, ns), watcher::Config::default(), move |read: guard::Read| {
-            read.0.map(|ms| related(&ms, &store, &seen)).unwrap_or_default()
+    // Only a change of a spec (or a deletion) concerns the others: status updates, which are
+    // most of the traffic while services come up, are left out.
+    let mut generations: HashMap<(Option<String>, Option<String>), Option<i64>> = HashMap::new();
+    let spec_changes =
+        watcher::watcher(api::<guard::Read>(client, ns), watcher::Config::default()).filter_map(move |event| {
+            let key = |r: &guard::Read| (r.meta().namespace.clone(), r.meta().name.clone());
+            futures::future::ready(match event {
+                Err(e) => Some(Err(e)),
+                Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) => {
+                    let generation = r.meta().generation;
+                    (generations.insert(key(&r), generation) != Some(generation)).then_some(Ok(r))
+                }
+                Ok(watcher::Event::Delete(r)) => {
+                    generations.remove(&key(&r));
+                    Some(Ok(r))
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            })
         });
+    let controller = controller.watches_stream(spec_changes, move |read: guard::Read| {
+        read.0.map(|ms| related(&ms, &store, &seen)).unwrap_or_default()
+    });
     // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
     // the default class), so a class created late or fixed is picked up at once.
     let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
