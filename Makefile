@@ -45,6 +45,13 @@ crds:
 golden:
 	UPDATE_GOLDEN=1 $(CARGO) test --test golden --test crd
 
+## The scale benchmark (release build, FLOTILLA_BENCH_SERVICES services, default 200): its table
+## goes to BENCHMARKS.md.
+.PHONY: bench
+bench:
+	@$(MAKE) --no-print-directory cluster-up >/dev/null
+	FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test --release --test cluster_scale -- --ignored --nocapture
+
 ## Run Flotilla on the local cluster with the shop example; demo-down stops it all.
 .PHONY: demo demo-down
 demo:

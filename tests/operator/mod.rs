@@ -244,6 +244,15 @@ impl Operator {
         c.wait().ok()
     }
 
+    /// The process's resident memory now and at its peak, in KiB (from /proc).
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field =
+            |name: &str| status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse::<u64>().ok();
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
