@@ -167,7 +167,13 @@ impl Resource for Read {
 /// Turns a watch event into one about Microservices, with stand-ins for unreadable objects.
 pub fn readable(event: Event<Read>, last: &Store<Microservice>) -> Option<Event<Microservice>> {
     let known = |read: Read| match read.0 {
-        Ok(ms) => Some(ms),
+        // The mark is the store's own: one set on the object in the cluster means nothing.
+        Ok(mut ms) => {
+            if let Some(annotations) = ms.metadata.annotations.as_mut() {
+                annotations.remove(UNREADABLE);
+            }
+            Some(ms)
+        }
         Err(u) => {
             let (namespace, name) = (u.metadata.namespace.clone(), u.metadata.name.clone());
             let problem = u.problem.clone();
@@ -263,5 +269,16 @@ mod tests {
         assert!(problem(&kept).is_some());
         assert_eq!(kept.status.as_ref().unwrap().observed_generation, Some(2), "the current status");
         assert!(matches!(readable(Event::Delete(bad()), &reader), Some(Event::Delete(_))));
+    }
+
+    #[test]
+    fn the_mark_set_in_the_cluster_is_ignored() {
+        let (reader, _writer) = reflector::store::<Microservice>();
+        let mut marked = object("a", json!({"image": "x"}));
+        marked["metadata"]["annotations"] = json!({UNREADABLE: "no"});
+        let Some(Event::Apply(ms)) = readable(Event::Apply(serde_json::from_value(marked).unwrap()), &reader) else {
+            panic!("readable")
+        };
+        assert_eq!(problem(&ms), None);
     }
 }
