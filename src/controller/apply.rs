@@ -2,10 +2,12 @@
 //! and deleting children the spec no longer asks for.
 
 use std::fmt::Debug;
+use std::hash::Hash;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,13 +33,45 @@ pub enum Outcome {
 
 /// Makes the live child match `desired`, writing only when it does not yet: when the live object
 /// lacks a desired value, or when the desired state changed since the last apply.
-pub async fn ensure<K>(api: &Api<K>, owner: &Microservice, desired: K) -> Result<(K, Outcome), Error>
+pub async fn ensure<K>(api: &Api<K>, cache: &Store<K>, owner: &Microservice, desired: K) -> Result<(K, Outcome), Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
-    K::DynamicType: Default,
+    K::DynamicType: Default + Eq + Hash + Clone,
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    ensure_with(api, owner, desired, &kind, |_, _| {}).await
+    let known = cached(Some(cache), api, &desired.name_any());
+    ensure_with(api, known, owner, desired, &kind, |_, _| {}).await
+}
+
+/// The watch cache's copy of child `name`, once the cache has synced.
+pub fn cached<K>(cache: Option<&Store<K>>, api: &Api<K>, name: &str) -> Cached<K>
+where
+    K: Resource + Clone,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    use futures::FutureExt;
+    let Some(cache) = cache else { return Cached::Unknown };
+    // Nothing else waits on these caches, so a single poll of their readiness steals no wake-up.
+    if !matches!(cache.wait_until_ready().now_or_never(), Some(Ok(()))) {
+        return Cached::Unknown;
+    }
+    let mut key = ObjectRef::new(name);
+    if let Some(ns) = api.namespace() {
+        key = key.within(ns);
+    }
+    match cache.get(&key) {
+        Some(obj) => Cached::Found(obj.as_ref().clone()),
+        None => Cached::Absent,
+    }
+}
+
+/// What a child's watch cache knows of it.
+pub enum Cached<K> {
+    /// The cache has not synced (or there is none): ask the API server.
+    Unknown,
+    /// No child of that name that Flotilla made; one that someone else made may still exist.
+    Absent,
+    Found(K),
 }
 
 /// [`ensure`] for any kind, with `adjust` to carry live values into the desired object before
@@ -45,6 +79,7 @@ where
 /// detects a changed desired state is taken before `adjust`.
 pub async fn ensure_with<K>(
     api: &Api<K>,
+    known: Cached<K>,
     owner: &Microservice,
     mut desired: K,
     kind: &str,
@@ -58,7 +93,14 @@ where
     let hash = format!("{:016x}", fnv1a(rendered.to_string().as_bytes()));
     desired.annotations_mut().insert(APPLIED_HASH.into(), hash.clone());
 
-    let live = api.get_opt(&name).await.map_err(Error::kube(format!("get {kind} {name}")))?;
+    // A child missing from the cache is read from the server: someone else's object of that
+    // name must be found, and never taken over.
+    let live = match known {
+        Cached::Found(live) => Some(live),
+        Cached::Unknown | Cached::Absent => {
+            api.get_opt(&name).await.map_err(Error::kube(format!("get {kind} {name}")))?
+        }
+    };
     if let Some(live) = &live {
         check_ownership(live, owner, kind)?;
         adjust(live, &mut desired);
@@ -120,13 +162,19 @@ pub async fn set_replicas_by_handoff(api: &Api<Deployment>, name: &str, replicas
 
 /// Deletes the child `name` when it exists and this Microservice controls it. Returns whether
 /// something was deleted. Never deletes what belongs to anything else.
-pub async fn prune<K>(api: &Api<K>, owner: &Microservice, name: &str) -> Result<bool, Error>
+pub async fn prune<K>(api: &Api<K>, cache: &Store<K>, owner: &Microservice, name: &str) -> Result<bool, Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
-    K::DynamicType: Default,
+    K::DynamicType: Default + Eq + Hash + Clone,
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let Some(live) = api.get_opt(name).await.map_err(Error::kube(format!("get {kind} {name}")))? else {
+    // Only what Flotilla made is pruned, and all of that is in the cache once it has synced.
+    let live = match cached(Some(cache), api, name) {
+        Cached::Found(live) => Some(live),
+        Cached::Absent => None,
+        Cached::Unknown => api.get_opt(name).await.map_err(Error::kube(format!("get {kind} {name}")))?,
+    };
+    let Some(live) = live else {
         return Ok(false);
     };
     if !controlled_by(&live, owner) {

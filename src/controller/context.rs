@@ -4,6 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
@@ -14,6 +19,21 @@ use crate::api::{DatabaseClass, Microservice};
 use crate::metrics::Metrics;
 use crate::render::Settings;
 
+/// Watch caches of the children Flotilla made (those labelled managed-by flotilla), filled by the
+/// same watches that trigger reconciles: reading a child from here costs no request.
+#[derive(Clone)]
+pub struct Caches {
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub hpas: Store<HorizontalPodAutoscaler>,
+    pub network_policies: Store<NetworkPolicy>,
+    pub pdbs: Store<PodDisruptionBudget>,
+    pub ingresses: Store<Ingress>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub secrets: Store<Secret>,
+}
+
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
@@ -23,6 +43,7 @@ pub struct Context {
     pub store: Store<Microservice>,
     /// Every DatabaseClass, as far as it can be read.
     pub classes: Store<DeserializeGuard<DatabaseClass>>,
+    pub caches: Caches,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
 }
@@ -35,8 +56,9 @@ impl Context {
         settings: Settings,
         store: Store<Microservice>,
         classes: Store<DeserializeGuard<DatabaseClass>>,
+        caches: Caches,
     ) -> Self {
-        Self { client, recorder, metrics, settings, store, classes, failures: Mutex::default() }
+        Self { client, recorder, metrics, settings, store, classes, caches, failures: Mutex::default() }
     }
 
     /// 1 s, 2 s, 4 s ... up to 5 minutes, each ±20 % so retries of many objects spread out.

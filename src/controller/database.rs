@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::info;
 
-use super::apply::{Outcome, check_ownership, controlled_by, ensure, ensure_with};
+use super::apply::{Cached, Outcome, cached, check_ownership, controlled_by, ensure, ensure_with};
 use super::context::Context;
 use super::error::Error;
 use crate::api::databaseclass::{ClaimProvisioner, Provisioner};
@@ -100,20 +100,34 @@ async fn embedded(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) -> Result<D
     // not allow changing it); a larger `storage` expands the claim itself below.
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), cx.namespace);
     if let Some(sts) = db.stateful_set.clone() {
-        let (_, o) = ensure_with(&sts_api, ms, sts, "StatefulSet", |live, desired| {
-            if let (Some(l), Some(d)) = (live.spec.as_ref(), desired.spec.as_mut()) {
-                d.volume_claim_templates = l.volume_claim_templates.clone();
-            }
-        })
+        let (_, o) = ensure_with(
+            &sts_api,
+            cached(Some(&ctx.caches.stateful_sets), &sts_api, &sts.name_any()),
+            ms,
+            sts,
+            "StatefulSet",
+            |live, desired| {
+                if let (Some(l), Some(d)) = (live.spec.as_ref(), desired.spec.as_mut()) {
+                    d.volume_claim_templates = l.volume_claim_templates.clone();
+                }
+            },
+        )
         .await?;
         note(&mut state, "database StatefulSet", o);
     }
     if let Some(svc) = db.service.clone() {
-        let (_, o) = ensure(&Api::<Service>::namespaced(client.clone(), cx.namespace), ms, svc).await?;
+        let (_, o) =
+            ensure(&Api::<Service>::namespaced(client.clone(), cx.namespace), &ctx.caches.services, ms, svc).await?;
         note(&mut state, "database Service", o);
     }
     if let Some(np) = db.network_policy.clone() {
-        let (_, o) = ensure(&Api::<NetworkPolicy>::namespaced(client.clone(), cx.namespace), ms, np).await?;
+        let (_, o) = ensure(
+            &Api::<NetworkPolicy>::namespaced(client.clone(), cx.namespace),
+            &ctx.caches.network_policies,
+            ms,
+            np,
+        )
+        .await?;
         note(&mut state, "database NetworkPolicy", o);
     }
 
@@ -246,7 +260,7 @@ async fn claimed(
     if let Some(existing) = api.get_opt(&desired.name_any()).await.map_err(Error::kube("get claim"))? {
         state.retained |= adopt(&api, &existing, ms).await?;
     }
-    let (live, o) = ensure_with(&api, ms, desired, &claim.kind, |_, _| {}).await?;
+    let (live, o) = ensure_with(&api, Cached::Unknown, ms, desired, &claim.kind, |_, _| {}).await?;
     note(&mut state, &format!("database {}", claim.kind), o);
     let live_value = serde_json::to_value(&live).map_err(|source| Error::Serialize { what: "claim", source })?;
     let (condition, ready) = ready_condition(claim, &live_value);
@@ -323,7 +337,7 @@ async fn publish_binding(
     if let Some(existing) = secrets.get_opt(&name).await.map_err(Error::kube(format!("get Secret {name}")))? {
         state.retained |= adopt(&secrets, &existing, cx.ms).await?;
     }
-    let (_, o) = ensure(&secrets, cx.ms, desired).await?;
+    let (_, o) = ensure(&secrets, &ctx.caches.secrets, cx.ms, desired).await?;
     note(state, "database binding Secret", o);
     Ok(hash)
 }

@@ -33,14 +33,14 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::{WatchStreamExt, reflector::reflector};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use tracing::{error, info, warn};
 
 use crate::api::{DatabaseClass, Microservice};
 use crate::metrics::Metrics;
 use crate::render::Settings;
 use crate::server::{self, Health};
-use context::Context;
+use context::{Caches, Context};
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -136,7 +136,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         lost = Some(e.keep());
     }
 
-    let (controller, classes) = build_controller(&client, &config);
+    let (controller, classes, caches) = build_controller(&client, &config);
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -145,6 +145,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         config.settings.clone(),
         store.clone(),
         classes,
+        caches,
     ));
     {
         let ready = ready.clone();
@@ -233,7 +234,10 @@ async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<
     Ok(())
 }
 
-fn build_controller(client: &Client, config: &RunConfig) -> (Controller<Microservice>, Store<Guarded<DatabaseClass>>) {
+fn build_controller(
+    client: &Client,
+    config: &RunConfig,
+) -> (Controller<Microservice>, Store<Guarded<DatabaseClass>>, Caches) {
     fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -258,16 +262,50 @@ fn build_controller(client: &Client, config: &RunConfig) -> (Controller<Microser
     let microservices = reflector(writer, events).applied_objects();
     // Only children Flotilla made are watched.
     let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
+    // The children's watches fill the caches and trigger their owners' reconciles.
+    fn owned<K>(
+        api: Api<K>,
+        config: watcher::Config,
+    ) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>>)
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let (reader, writer) = reflector::store::<K>();
+        // The comparisons never read managedFields, which are a large share of each object.
+        let events = watcher::watcher(api, config).modify(|obj| obj.managed_fields_mut().clear());
+        (reader, reflector(writer, events).touched_objects())
+    }
+    let (deployments, deployment_events) = owned(api::<Deployment>(client, ns), children.clone());
+    let (services, service_events) = owned(api::<Service>(client, ns), children.clone());
+    let (service_accounts, service_account_events) = owned(api::<ServiceAccount>(client, ns), children.clone());
+    let (hpas, hpa_events) = owned(api::<HorizontalPodAutoscaler>(client, ns), children.clone());
+    let (network_policies, network_policy_events) = owned(api::<NetworkPolicy>(client, ns), children.clone());
+    let (pdbs, pdb_events) = owned(api::<PodDisruptionBudget>(client, ns), children.clone());
+    let (ingresses, ingress_events) = owned(api::<Ingress>(client, ns), children.clone());
+    let (stateful_sets, stateful_set_events) = owned(api::<StatefulSet>(client, ns), children.clone());
+    let (secrets, secret_events) = owned(api::<Secret>(client, ns), children.clone());
+    let caches = Caches {
+        deployments,
+        services,
+        service_accounts,
+        hpas,
+        network_policies,
+        pdbs,
+        ingresses,
+        stateful_sets,
+        secrets,
+    };
     let controller = Controller::for_stream(microservices, reader)
-        .owns(api::<Deployment>(client, ns), children.clone())
-        .owns(api::<Service>(client, ns), children.clone())
-        .owns(api::<ServiceAccount>(client, ns), children.clone())
-        .owns(api::<HorizontalPodAutoscaler>(client, ns), children.clone())
-        .owns(api::<NetworkPolicy>(client, ns), children.clone())
-        .owns(api::<PodDisruptionBudget>(client, ns), children.clone())
-        .owns(api::<Ingress>(client, ns), children.clone())
-        .owns(api::<StatefulSet>(client, ns), children.clone())
-        .owns(api::<Secret>(client, ns), children);
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .owns_stream(service_account_events)
+        .owns_stream(hpa_events)
+        .owns_stream(network_policy_events)
+        .owns_stream(pdb_events)
+        .owns_stream(ingress_events)
+        .owns_stream(stateful_set_events)
+        .owns_stream(secret_events);
     let store = controller.store();
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls
@@ -307,7 +345,7 @@ fn build_controller(client: &Client, config: &RunConfig) -> (Controller<Microser
         }
         users_of_class(&name, &store)
     });
-    (controller, classes)
+    (controller, classes, caches)
 }
 
 /// The services whose database uses the class `name`, or the default class (any class may have

@@ -12,6 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -120,11 +121,15 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
 
     // ServiceAccount first: the pods need it to be admitted.
     let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    ensure_or_prune(&sa_api, ms, &name, children.service_account, &mut changed).await?;
+    ensure_or_prune(&sa_api, &ctx.caches.service_accounts, ms, &name, children.service_account, &mut changed).await?;
     let np_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
-    note(&mut changed, "NetworkPolicy", ensure(&np_api, ms, children.network_policy).await?.1);
+    note(
+        &mut changed,
+        "NetworkPolicy",
+        ensure(&np_api, &ctx.caches.network_policies, ms, children.network_policy).await?.1,
+    );
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
-    note(&mut changed, "Service", ensure(&svc_api, ms, children.service).await?.1);
+    note(&mut changed, "Service", ensure(&svc_api, &ctx.caches.services, ms, children.service).await?.1);
 
     // The database first: the pods read its binding, and roll when the credentials change.
     let mut db_state = None;
@@ -150,9 +155,9 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     // The HPA exists before the Deployment stops declaring replicas.
     let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
     if let Some(hpa) = children.hpa.clone() {
-        note(&mut changed, "HorizontalPodAutoscaler", ensure(&hpa_api, ms, hpa).await?.1);
+        note(&mut changed, "HorizontalPodAutoscaler", ensure(&hpa_api, &ctx.caches.hpas, ms, hpa).await?.1);
     }
-    let (mut deployment, outcome) = ensure(&deployments, ms, children.deployment).await?;
+    let (mut deployment, outcome) = ensure(&deployments, &ctx.caches.deployments, ms, children.deployment).await?;
     note(&mut changed, "Deployment", outcome);
     // A new Deployment under an HPA starts at one replica; start it at minReplicas instead
     // of waiting for the HPA's next sync.
@@ -164,14 +169,14 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
         changed.push(String::from("Deployment replicas (raised to minReplicas)"));
     }
     // ...and is removed only after the Deployment declares replicas again.
-    if children.hpa.is_none() && prune(&hpa_api, ms, &name).await? {
+    if children.hpa.is_none() && prune(&hpa_api, &ctx.caches.hpas, ms, &name).await? {
         changed.push(String::from("HorizontalPodAutoscaler (deleted)"));
     }
 
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-    ensure_or_prune(&pdb_api, ms, &name, children.pdb, &mut changed).await?;
+    ensure_or_prune(&pdb_api, &ctx.caches.pdbs, ms, &name, children.pdb, &mut changed).await?;
     let ing_api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-    ensure_or_prune(&ing_api, ms, &name, children.ingress, &mut changed).await?;
+    ensure_or_prune(&ing_api, &ctx.caches.ingresses, ms, &name, children.ingress, &mut changed).await?;
 
     if !changed.is_empty() {
         info!(changed = ?changed, "children updated");
@@ -271,6 +276,7 @@ pub fn error_policy(ms: Arc<Microservice>, error: &Error, ctx: Arc<Context>) -> 
 /// Applies an optional child, or deletes it when the spec no longer asks for it.
 async fn ensure_or_prune<K>(
     api: &Api<K>,
+    cache: &Store<K>,
     ms: &Microservice,
     name: &str,
     desired: Option<K>,
@@ -282,17 +288,17 @@ where
         + std::fmt::Debug
         + serde::Serialize
         + serde::de::DeserializeOwned,
-    K::DynamicType: Default,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     match desired {
         Some(obj) => {
-            if ensure(api, ms, obj).await?.1 == Outcome::Applied {
+            if ensure(api, cache, ms, obj).await?.1 == Outcome::Applied {
                 changed.push(kind);
             }
         }
         None => {
-            if prune(api, ms, name).await? {
+            if prune(api, cache, ms, name).await? {
                 changed.push(format!("{kind} (deleted)"));
             }
         }
