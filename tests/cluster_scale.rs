@@ -35,14 +35,6 @@ async fn ready_count(api: &Api<Microservice>) -> usize {
         .count()
 }
 
-fn requests(metrics: &str, verb: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("flotilla_api_requests_total{") && l.contains(&format!("verb=\"{verb}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 #[ignore = "a benchmark: make bench"]
 async fn scale() {
@@ -76,7 +68,7 @@ async fn scale() {
     let metrics = s.op.metrics();
     let reconciles = operator::counter(&metrics, "flotilla_reconciles_total");
     let writes = operator::writes(&metrics);
-    let (gets, lists) = (requests(&metrics, "get"), requests(&metrics, "list"));
+    let (gets, lists) = (operator::requests(&metrics, "get"), operator::requests(&metrics, "list"));
     let (rss, peak) = s.op.memory_kib().expect("operator memory");
 
     // Converged: nothing is written, whatever resync or watch traffic happens meanwhile.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
@@ -259,7 +259,29 @@ fn build_controller(
                 Err(e) => Some(Err(e)),
             })
         });
-    let microservices = reflector(writer, events).applied_objects();
+    // A change of a spec, or a deletion, also reconciles the service's callers and callees (see
+    // below). It is taken from this same watch once the store holds it; status updates, most of
+    // the traffic while services come up, concern no one else.
+    let (spec_changes, spec_changed) = futures::channel::mpsc::unbounded::<Microservice>();
+    let mut generations: HashMap<ObjectRef<Microservice>, Option<i64>> = HashMap::new();
+    let microservices = reflector(writer, events)
+        .inspect_ok(move |event| {
+            let changed = match event {
+                watcher::Event::Apply(ms) | watcher::Event::InitApply(ms) => {
+                    let generation = ms.metadata.generation;
+                    (generations.insert(ObjectRef::from(ms), generation) != Some(generation)).then_some(ms)
+                }
+                watcher::Event::Delete(ms) => {
+                    generations.remove(&ObjectRef::from(ms));
+                    Some(ms)
+                }
+                watcher::Event::Init | watcher::Event::InitDone => None,
+            };
+            if let Some(ms) = changed {
+                let _ = spec_changes.unbounded_send(ms.clone());
+            }
+        })
+        .applied_objects();
     // Only children Flotilla made are watched.
     let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
     // The children's watches fill the caches and trigger their owners' reconciles.
@@ -310,28 +332,8 @@ fn build_controller(
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls
     // (before and after the change) and the services that call it are reconciled too.
-    // Only a change of a spec (or a deletion) concerns the others: status updates, which are
-    // most of the traffic while services come up, are left out.
-    let mut generations: HashMap<(Option<String>, Option<String>), Option<i64>> = HashMap::new();
-    let spec_changes =
-        watcher::watcher(api::<guard::Read>(client, ns), watcher::Config::default()).filter_map(move |event| {
-            let key = |r: &guard::Read| (r.meta().namespace.clone(), r.meta().name.clone());
-            futures::future::ready(match event {
-                Err(e) => Some(Err(e)),
-                Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) => {
-                    let generation = r.meta().generation;
-                    (generations.insert(key(&r), generation) != Some(generation)).then_some(Ok(r))
-                }
-                Ok(watcher::Event::Delete(r)) => {
-                    generations.remove(&key(&r));
-                    Some(Ok(r))
-                }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-            })
-        });
-    let controller = controller.watches_stream(spec_changes, move |read: guard::Read| {
-        read.0.map(|ms| related(&ms, &store, &seen)).unwrap_or_default()
-    });
+    let controller =
+        controller.watches_stream(spec_changed.map(Ok), move |ms: Microservice| related(&ms, &store, &seen));
     // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
     // the default class), so a class created late or fixed is picked up at once.
     let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();

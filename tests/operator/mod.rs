@@ -275,6 +275,15 @@ pub fn writes(metrics: &str) -> u64 {
         .sum()
 }
 
+/// Sum of `flotilla_api_requests_total` over every resource, for one verb.
+pub fn requests(metrics: &str, verb: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("flotilla_api_requests_total{") && l.contains(&format!("verb=\"{verb}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Value of one counter line, by its exact label set text.
 pub fn counter(metrics: &str, name_and_labels: &str) -> u64 {
     metrics
