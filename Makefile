@@ -36,7 +36,7 @@ test-cluster:
 	exit $$rc
 
 cluster-tests:
-	FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test $(addprefix --test ,$(CLUSTER_TESTS))
+	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test $(addprefix --test ,$(CLUSTER_TESTS))
 
 ## Regenerate the committed CRDs and golden files; review the diff before committing.
 crds:
@@ -50,7 +50,7 @@ golden:
 .PHONY: bench
 bench:
 	@$(MAKE) --no-print-directory cluster-up >/dev/null
-	FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test --release --test cluster_scale -- --ignored --nocapture
+	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test --release --test cluster_scale -- --ignored --nocapture
 
 ## Run Flotilla on the local cluster with the shop example; demo-down stops it all.
 .PHONY: demo demo-down
@@ -65,6 +65,6 @@ demo-down:
 .PHONY: figures
 figures:
 	@$(MAKE) --no-print-directory cluster-up >/dev/null
-	@FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test -q $(addprefix --test ,$(CLUSTER_TESTS)) -- --nocapture --test-threads=1 2>&1 \
+	@FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test -q $(addprefix --test ,$(CLUSTER_TESTS)) -- --nocapture --test-threads=1 2>&1 \
 		| sed 's/^[.]*//' | grep -E '^[a-zA-Z].*: [0-9.]+s' || true
 	@$(MAKE) --no-print-directory cluster-smoke

@@ -9,6 +9,35 @@ KUBECONFIG="$ROOT/target/cluster/kubeconfig"
 KUBECTL="$ROOT/target/cluster/bin/kubectl"
 export KUBECONFIG
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() { echo "demo: $*" >&2; exit 1; }
+
+# until_true SECONDS WHAT COMMAND...: run COMMAND every half second until it succeeds; fail
+# naming WHAT after SECONDS. Polling reads the state as it is: unlike `kubectl wait`, it does not
+# stop with an error when it reads an object whose status the API server has not written yet.
+until_true() {
+  local deadline=$(( $(date +%s) + $1 )) what="$2"; shift 2
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "timed out waiting for $what"
+    sleep 0.5
+  done
+}
+
+# crds_established NAME...: every named CRD has condition Established=True.
+crds_established() {
+  local crd
+  for crd in "$@"; do
+    [ "$("$KUBECTL" get crd "$crd" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ] || return 1
+  done
+}
+
+# all_ready NAMESPACE: at least one Microservice, and every one has Ready=True for its current
+# generation (observedGeneration equals generation, so a Ready left from an older spec does not count).
+all_ready() {
+  local lines
+  lines="$("$KUBECTL" get microservices -n "$1" -o jsonpath='{range .items[*]}{.metadata.generation}/{.status.observedGeneration}/{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null)" || return 1
+  [ -n "$lines" ] || return 1
+  ! grep -qvE '^([0-9]+)/\1/True$' <<<"$lines"
+}
 
 case "${1:-up}" in
 up)
@@ -18,7 +47,7 @@ up)
   (cd "$ROOT" && cargo build --quiet)
   say "CRDs and RBAC"
   "$KUBECTL" apply --server-side -f "$ROOT/crds/flotilla.dev.yaml"
-  "$KUBECTL" wait --for=condition=Established crd/microservices.flotilla.dev crd/databaseclasses.flotilla.dev --timeout=30s
+  until_true 60 "the CRDs to be Established" crds_established microservices.flotilla.dev databaseclasses.flotilla.dev
   "$KUBECTL" apply -k "$ROOT/config/rbac"
 
   say "operator (as system:serviceaccount:flotilla-system:flotilla)"
@@ -34,18 +63,18 @@ up)
       --metrics-addr 127.0.0.1:18080 --leader-elect-namespace flotilla-system \
       > "$DEMO_DIR/operator.log" 2>&1 &
     echo $! > "$DEMO_DIR/operator.pid"
-    for _ in $(seq 1 60); do
-      curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
-      kill -0 "$(cat "$DEMO_DIR/operator.pid")" 2>/dev/null || { tail -20 "$DEMO_DIR/operator.log"; echo "demo: the operator exited" >&2; exit 1; }
-      sleep 0.5
-    done
+    operator_ready() {
+      kill -0 "$(cat "$DEMO_DIR/operator.pid")" 2>/dev/null || { tail -20 "$DEMO_DIR/operator.log" >&2; die "the operator exited"; }
+      curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1
+    }
+    until_true 90 "the operator's /readyz (log: $DEMO_DIR/operator.log)" operator_ready
     echo "pid $(cat "$DEMO_DIR/operator.pid"), log $DEMO_DIR/operator.log"
   fi
 
   say "the shop (examples/shop)"
   "$KUBECTL" apply -k "$ROOT/examples/shop"
   start=$(date +%s)
-  "$KUBECTL" wait --for=condition=Ready microservices --all -n shop --timeout=180s
+  until_true 300 "every Microservice in namespace shop to be Ready" all_ready shop
   echo "every Microservice Ready in $(( $(date +%s) - start ))s"
   say "kubectl get ms -A"
   "$KUBECTL" get ms -A

@@ -66,7 +66,7 @@ fn env_secret_ref(d: &Deployment, env: &str) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn embedded_databases_of_each_engine_are_bound_and_ready() {
-    let operator::Setup { client, ns, op, api } = setup("db-embedded").await;
+    let Some(operator::Setup { client, ns, op, api }) = setup("db-embedded").await else { return };
     let n = ns.name().to_string();
     let engines = [
         ("postgres", "postgres:17", 5432, "postgresql"),
@@ -227,7 +227,7 @@ subjects: [{kind: ServiceAccount, name: flotilla, namespace: flotilla-system}]
 
 #[tokio::test]
 async fn claim_provisioners_cnpg_and_crossplane() {
-    let operator::Setup { client, ns, op: _op, api } = setup("db-claim").await;
+    let Some(operator::Setup { client, ns, op: _op, api }) = setup("db-claim").await else { return };
     let n = ns.name().to_string();
     apply_yaml(&client, CLAIM_CRDS, None).await;
     tokio::time::sleep(Duration::from_secs(2)).await; // let discovery see the new kinds
@@ -343,7 +343,7 @@ fn owner_free(meta: &kube::api::ObjectMeta) -> bool {
 
 #[tokio::test]
 async fn retain_adopt_delete_and_operator_down() {
-    let operator::Setup { client, ns, mut op, api } = setup("db-retain").await;
+    let Some(operator::Setup { client, ns, mut op, api }) = setup("db-retain").await else { return };
     let n = ns.name().to_string();
     let class = format!("pg-{n}");
     embedded_class(&client, &class, "postgres", "postgres:17").await;
@@ -492,7 +492,7 @@ async fn retain_adopt_delete_and_operator_down() {
 
 #[tokio::test]
 async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
-    let operator::Setup { client, ns, op, api } = setup("db-change").await;
+    let Some(operator::Setup { client, ns, op, api }) = setup("db-change").await else { return };
     let n = ns.name().to_string();
     let class = format!("pg-{n}");
     embedded_class(&client, &class, "postgres", "postgres:17").await;

@@ -56,7 +56,7 @@ async fn wait_admitted(np: &Api<NetworkPolicy>, want: Vec<(String, String, i32)>
 
 #[tokio::test]
 async fn one_dependency_list_drives_both_sides() {
-    let client = client().await;
+    let Some(client) = client().await else { return };
     install(&client).await;
     let a = TestNamespace::new(&client, "deps-a").await;
     let b = TestNamespace::new(&client, "deps-b").await;
@@ -93,15 +93,31 @@ async fn one_dependency_list_drives_both_sides() {
         "payments to admit orders and web",
     )
     .await;
-    let d = a_dep.get("orders").await.unwrap();
-    assert_eq!(env_value(&d, "PAYMENTS_URL"), Some(format!("http://payments.{an}.svc.cluster.local:8443")));
-    let egress = a_np.get("orders").await.unwrap().spec.unwrap().egress.unwrap();
-    assert!(
-        egress.iter().any(|r| serde_json::to_string(r).unwrap().contains("\"flotilla.dev/microservice\":\"payments\"")),
-        "orders may call payments: {egress:?}"
-    );
-    let web = b.api::<Deployment>().get("web").await.unwrap();
-    assert_eq!(env_value(&web, "PAYMENTS_URL"), Some(format!("http://payments.{an}.svc.cluster.local:8443")));
+    // Each object is waited for on its own: the callee's policy says nothing about whether the
+    // callers' and the callee's own Deployments exist yet.
+    let payments_url = format!("http://payments.{an}.svc.cluster.local:8443");
+    let web_dep = b.api::<Deployment>();
+    for (api, name) in [(&a_dep, "orders"), (&web_dep, "web")] {
+        wait_for(&format!("Deployment {name} with PAYMENTS_URL"), Duration::from_secs(60), || async {
+            let d = api.get_opt(name).await?;
+            Ok::<_, kube::Error>(d.is_some_and(|d| env_value(&d, "PAYMENTS_URL").as_deref() == Some(&payments_url)))
+        })
+        .await;
+    }
+    wait_for("orders' egress rule to payments", Duration::from_secs(60), || async {
+        let np = a_np.get_opt("orders").await?;
+        let egress = np.and_then(|p| p.spec).and_then(|s| s.egress).unwrap_or_default();
+        Ok::<_, kube::Error>(
+            egress
+                .iter()
+                .any(|r| serde_json::to_string(r).unwrap().contains("\"flotilla.dev/microservice\":\"payments\"")),
+        )
+    })
+    .await;
+    wait_for("Deployment payments", Duration::from_secs(60), || async {
+        Ok::<_, kube::Error>(a_dep.get_opt("payments").await?.is_some())
+    })
+    .await;
 
     // Removing the dependency updates the callee's policy and touches nothing else of it.
     let payments_generation = a_dep.get("payments").await.unwrap().metadata.generation;

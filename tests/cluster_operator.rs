@@ -57,7 +57,7 @@ fn image(d: &Deployment) -> String {
 
 #[tokio::test]
 async fn create_update_drift_and_delete() {
-    let s = setup("lifecycle").await;
+    let Some(s) = setup("lifecycle").await else { return };
     let deployments = s.ns.api::<Deployment>();
     let services = s.ns.api::<Service>();
 
@@ -164,7 +164,7 @@ async fn create_update_drift_and_delete() {
 
 #[tokio::test]
 async fn scale_subresource_and_autoscaling_on_and_off() {
-    let s = setup("scaling").await;
+    let Some(s) = setup("scaling").await else { return };
     let deployments = s.ns.api::<Deployment>();
     let hpas = s.ns.api::<HorizontalPodAutoscaler>();
     apply_ms(&s.api, "api", json!({"image": "registry.example/api:1", "replicas": 2})).await.unwrap();
@@ -230,7 +230,7 @@ async fn scale_subresource_and_autoscaling_on_and_off() {
 
 #[tokio::test]
 async fn autoscaling_follows_simulated_cpu_load() {
-    let s = setup("load").await;
+    let Some(s) = setup("load").await else { return };
     let deployments = s.ns.api::<Deployment>();
     let spec = |usage: &str| {
         json!({
@@ -279,7 +279,7 @@ async fn autoscaling_follows_simulated_cpu_load() {
 
 #[tokio::test]
 async fn invalid_specs_are_refused_or_stalled() {
-    let s = setup("invalid").await;
+    let Some(s) = setup("invalid").await else { return };
     for (spec, words) in [
         (
             json!({"image": "x", "autoscaling": {"minReplicas": 5, "maxReplicas": 3}}),
@@ -339,7 +339,7 @@ async fn invalid_specs_are_refused_or_stalled() {
 
 #[tokio::test]
 async fn converged_services_cause_no_writes_even_after_restart() {
-    let mut s = setup("zero-writes").await;
+    let Some(mut s) = setup("zero-writes").await else { return };
     let class = format!("pg-{}", s.ns.name());
     operator::apply_yaml(
         &s.client,
@@ -407,7 +407,7 @@ async fn converged_services_cause_no_writes_even_after_restart() {
 
 #[tokio::test]
 async fn one_leader_at_a_time_and_failover() {
-    let client = client().await;
+    let Some(client) = client().await else { return };
     install(&client).await;
     let ns = TestNamespace::new(&client, "leader").await;
     let lease_name = format!("lease-{}", ns.name());
@@ -451,7 +451,7 @@ async fn one_leader_at_a_time_and_failover() {
 
 #[tokio::test]
 async fn children_of_others_are_never_taken_over() {
-    let s = setup("conflict").await;
+    let Some(s) = setup("conflict").await else { return };
     // A ServiceAccount of the same name that someone else made.
     let sas = s.ns.api::<ServiceAccount>();
     sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "taken"}})).unwrap())
@@ -471,7 +471,7 @@ async fn children_of_others_are_never_taken_over() {
 
 #[tokio::test]
 async fn paused_services_are_left_alone_until_resumed() {
-    let s = setup("paused").await;
+    let Some(s) = setup("paused").await else { return };
     let deployments = s.ns.api::<Deployment>();
     apply_ms(&s.api, "calm", json!({"image": "registry.example/calm:1"})).await.unwrap();
     wait_condition(&s.api, "calm", "Ready", "True", 1).await;

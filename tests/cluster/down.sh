@@ -45,5 +45,5 @@ fi
 mapfile -t LEFT < <(our_pids | grep -E '^[0-9]+$' | sort -u | while read -r p; do alive "$p"; done)
 [ "${#LEFT[@]}" -eq 0 ] || die "processes still running after cluster-down: ${LEFT[*]}"
 
-rm -rf "$CLUSTER_DIR" "$PV_HOST_DIR"
+rm -rf "$CLUSTER_DIR"
 log "cluster '$CLUSTER_NAME' stopped, state removed"

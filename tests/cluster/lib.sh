@@ -21,11 +21,6 @@ KWOK_HOME="$CLUSTER_DIR/kwok"
 KWOK_CLUSTER_DIR="$KWOK_HOME/clusters/$CLUSTER_NAME"
 APISERVER_PORT="${FLOTILLA_APISERVER_PORT:-16443}"
 NODE_COUNT="${FLOTILLA_NODE_COUNT:-3}"
-PV_POOL_SIZE="${FLOTILLA_PV_POOL_SIZE:-20}"
-# hostPath of the PV pool: under /tmp (the in-tree hostPath deleter only deletes
-# /tmp/.+), one directory per cluster dir. No kubelet ever creates these paths.
-PV_HOST_DIR="${FLOTILLA_PV_HOST_DIR:-/tmp/flotilla-pv-$(printf %s "$CLUSTER_DIR" | sha256sum | cut -c1-8)}"
-
 # Build cache: keyed by the wrapper modules (go.mod, go.sum, main.go) and
 # BUILD_REV, so a version bump lands in a new directory and rebuilds. Bump
 # BUILD_REV when build.sh changes its flags.

@@ -2,7 +2,7 @@
 # Starts (or reuses) the local Kubernetes cluster on 127.0.0.1:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler (all v1.36),
 #   kwok managing fake nodes, metrics-server reading kwok's simulated usage,
-#   a default StorageClass "standard" with a pool of pre-created PVs.
+#   a default StorageClass "standard" that provisions a hostPath volume for each claim.
 # Orchestrated by `kwokctl create cluster --runtime binary` with every binary
 # taken from the local build cache (build.sh). Kubeconfig: target/cluster/kubeconfig.
 # Idempotent: a healthy running cluster is reused (only the add-ons are re-applied).
@@ -89,50 +89,23 @@ EOF
   kc create -f "$out" 2>&1 | grep -v -e AlreadyExists -e " created$" >&2 || true
 }
 
-# Keep at least PV_POOL_SIZE Available PVs in the pool. Claims bind to them
-# through the controller-manager's PV binder; reclaim policy Delete makes the
-# in-tree hostPath deleter remove a released PV (its /tmp path), so the pool is
-# topped up here on every cluster-up.
-top_up_pv_pool() {
-  local phases available failed need i out="$CLUSTER_DIR/pv-pool.yaml"
-  phases="$(kc get pv -l flotilla.dev/pv-pool=true -o jsonpath='{range .items[*]}{.metadata.name}={.status.phase}{"\n"}{end}')"
-  available="$(grep -c '=Available$' <<<"$phases" || true)"
-  failed="$(grep -E '=(Failed|Released)$' <<<"$phases" | cut -d= -f1 || true)"
-  if [ -n "$failed" ]; then
-    # shellcheck disable=SC2086
-    kc delete pv --wait=false $failed >/dev/null
+# The default StorageClass provisions a hostPath volume for each new claim through
+# kube-controller-manager's own hostPath provisioner (--enable-hostpath-provisioner): volumes never
+# run out however many claims tests make, and reclaim policy Delete has the same controller remove
+# a released volume and its directory. A StorageClass's provisioner cannot be changed in place, so
+# a cluster started by an older version of this script gets its class replaced.
+ensure_storage_class() {
+  local provisioner
+  provisioner="$(kc get storageclass standard -o jsonpath='{.spec.provisioner}{.provisioner}' 2>/dev/null || true)"
+  if [ -n "$provisioner" ] && [ "$provisioner" != kubernetes.io/host-path ]; then
+    kc delete storageclass standard >/dev/null
   fi
-  need=$((PV_POOL_SIZE - available))
-  [ "$need" -gt 0 ] || return 0
-  : > "$out"
-  for i in $(seq 1 "$need"); do
-    cat >> "$out" <<EOF
----
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  generateName: pool-pv-
-  labels:
-    flotilla.dev/pv-pool: "true"
-spec:
-  storageClassName: standard
-  capacity: {storage: 20Gi}
-  accessModes: [ReadWriteOnce, ReadOnlyMany, ReadWriteMany]
-  persistentVolumeReclaimPolicy: Delete
-  volumeMode: Filesystem
-  hostPath:
-    path: $PV_HOST_DIR/vol-$(date +%s%N)-$i
-    type: DirectoryOrCreate
-EOF
-  done
-  kc create -f "$out" >/dev/null
-  log "PV pool: created $need PV(s) (pool size $PV_POOL_SIZE)"
 }
 
 ensure_addons() {
+  ensure_storage_class
   kc apply -f "$CLUSTER_SRC/config/addons.yaml" >/dev/null
   apply_nodes
-  top_up_pv_pool
 }
 
 wait_until() { # wait_until <seconds> <what> <command...>
@@ -156,6 +129,8 @@ default_sa_exists() { kc -n default get serviceaccount default; }
 # --- reuse a running cluster ------------------------------------------------
 if [ -f "$KWOK_CLUSTER_DIR/kwok.yaml" ]; then
   if pids_alive && apiserver_ready; then
+    grep -q enable-hostpath-provisioner "$CLUSTER_DIR/kwokctl.yaml" 2>/dev/null \
+      || die "the running cluster was started by an older up.sh (no volume provisioner): run 'make cluster-down' first"
     ensure_addons
     write_kubeconfig
     log "cluster '$CLUSTER_NAME' already running, reused ($(elapsed)); kubeconfig: $KUBECONFIG_OUT"
@@ -224,6 +199,7 @@ componentsPatches:
   - {key: horizontal-pod-autoscaler-cpu-initialization-period, value: 10s}
   - {key: horizontal-pod-autoscaler-initial-readiness-delay, value: 5s}
   - {key: pvclaimbinder-sync-period, value: 5s}
+  - {key: enable-hostpath-provisioner, value: "true"}
 - name: metrics-server
   extraArgs:
   - {key: metric-resolution, value: 10s, override: true}

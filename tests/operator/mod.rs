@@ -70,15 +70,16 @@ pub struct Setup {
     pub api: Api<flotilla::api::Microservice>,
 }
 
-pub async fn setup(tag: &str) -> Setup {
-    let client = crate::support::client().await;
+/// `None` when there is no local cluster and none is required (see [`crate::support::client`]).
+pub async fn setup(tag: &str) -> Option<Setup> {
+    let client = crate::support::client().await?;
     install(&client).await;
     let ns = crate::support::TestNamespace::new(&client, tag).await;
     let lease = format!("lease-{}", ns.name());
     let mut op = Operator::start(&OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag });
     op.wait_ready().await;
     let api = ns.api::<flotilla::api::Microservice>();
-    Setup { client, ns, op, api }
+    Some(Setup { client, ns, op, api })
 }
 
 /// Installs the CRDs and the shipped RBAC once per test binary.
@@ -105,15 +106,19 @@ pub async fn install(client: &Client) {
 }
 
 /// A kubeconfig for the operator: the test cluster's, impersonating the operator's account, so
-/// every permission it uses must come from config/rbac.
-fn operator_kubeconfig(dir: &Path) -> PathBuf {
+/// every permission it uses must come from config/rbac. Each operator gets a file of its own
+/// (`name` is unique in the run), written to a temporary name and renamed into place, so an
+/// operator never reads a file that another test is writing.
+fn operator_kubeconfig(dir: &Path, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(kubeconfig_path()).expect("kubeconfig");
     let mut cfg: serde_json::Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
     for user in cfg["users"].as_array_mut().expect("users") {
         user["user"]["as"] = serde_json::Value::String(OPERATOR_USER.into());
     }
-    let path = dir.join("operator-kubeconfig");
-    std::fs::write(&path, serde_yaml_ng::to_string(&cfg).unwrap()).unwrap();
+    let path = dir.join(format!("operator-{name}.kubeconfig"));
+    let tmp = dir.join(format!(".operator-{name}.kubeconfig.tmp"));
+    std::fs::write(&tmp, serde_yaml_ng::to_string(&cfg).unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
     path
 }
 
@@ -137,8 +142,9 @@ impl Operator {
     pub fn start(opts: &OperatorOptions) -> Operator {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = operator_kubeconfig(&dir);
-        let log = dir.join(format!("operator-{}-{}.log", opts.tag, unique()));
+        let name = format!("{}-{}", opts.tag, unique());
+        let kubeconfig = operator_kubeconfig(&dir, &name);
+        let log = dir.join(format!("operator-{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
         // Port 0: the operator binds a free port and logs it, so parallel tests never race for one.
