@@ -1,6 +1,8 @@
 # Flotilla: `make demo` runs it on a local cluster, `make test` runs every test.
 
 CARGO ?= cargo
+RUNS ?= 5
+LOAD ?= 2
 include tests/cluster/cluster.mk
 
 # Test targets that need no cluster, and those that do (tests/cluster_*.rs).
@@ -51,6 +53,12 @@ golden:
 bench:
 	@$(MAKE) --no-print-directory cluster-up >/dev/null
 	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test --release --test cluster_scale -- --ignored --nocapture
+
+## Prove the suite steady: `make test` RUNS times (default 5) with LOAD busy processes (default 2)
+## on the cores; prints passes and failures per test.
+.PHONY: repeat
+repeat:
+	@RUNS=$(RUNS) LOAD=$(LOAD) scripts/repeat.sh
 
 ## Run Flotilla on the local cluster with the shop example; demo-down stops it all.
 .PHONY: demo demo-down

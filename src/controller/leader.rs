@@ -1,5 +1,6 @@
 //! Leader election on a coordination.k8s.io Lease, so that two replicas never both reconcile.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -7,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 #[derive(Clone)]
@@ -18,11 +20,20 @@ pub struct LeaderElector {
     duration: Duration,
     /// How often the holder renews, and a candidate retries.
     retry: Duration,
+    /// The renewal task of [`LeaderElector::keep`], stopped by [`LeaderElector::release`].
+    renewing: Arc<Mutex<Option<AbortHandle>>>,
 }
 
 impl LeaderElector {
     pub fn new(api: Api<Lease>, name: &str, identity: &str, duration: Duration) -> Self {
-        Self { api, name: name.into(), identity: identity.into(), duration, retry: duration / 3 }
+        Self {
+            api,
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+            retry: duration / 3,
+            renewing: Arc::default(),
+        }
     }
 
     /// Waits until this process holds the lease.
@@ -46,11 +57,13 @@ impl LeaderElector {
     }
 
     /// Renews the lease in the background. The receiver turns `true` once leadership is lost:
-    /// the lease could not be renewed for longer than it lasts, or someone else took it.
+    /// the lease could not be renewed for longer than it lasts, or someone else took it. The
+    /// renewals stop with [`LeaderElector::release`], so that none can take the lease back after
+    /// it was given up.
     pub fn keep(&self) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
         let me = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut last_renewed = Instant::now();
             loop {
                 tokio::time::sleep(me.retry).await;
@@ -71,20 +84,38 @@ impl LeaderElector {
                 }
             }
         });
+        if let Ok(mut renewing) = self.renewing.lock() {
+            *renewing = Some(task.abort_handle());
+        }
         rx
     }
 
     /// Gives the lease up, so a standby takes over at once instead of after it expires.
+    /// Stops the renewals first; a write that raced a renewal (409) is read and tried again.
     pub async fn release(&self) {
-        if let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await
-            && let Some(spec) = lease.spec.as_mut()
-            && spec.holder_identity.as_deref() == Some(self.identity.as_str())
+        if let Ok(mut renewing) = self.renewing.lock()
+            && let Some(task) = renewing.take()
         {
+            task.abort();
+        }
+        for _ in 0..3 {
+            let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
+            let Some(spec) = lease.spec.as_mut() else { return };
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return;
+            }
             spec.holder_identity = None;
             spec.lease_duration_seconds = Some(1);
             match self.api.replace(&self.name, &PostParams::default(), &lease).await {
-                Ok(_) => info!(lease = %self.name, "released leadership"),
-                Err(e) => warn!(error = %e, "cannot release the leader lease"),
+                Ok(_) => {
+                    info!(lease = %self.name, "released leadership");
+                    return;
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => {
+                    warn!(error = %e, "cannot release the leader lease");
+                    return;
+                }
             }
         }
     }

@@ -20,6 +20,14 @@ alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && echo "$p"; done
 
 mapfile -t PIDS < <(our_pids | grep -E '^[0-9]+$' | sort -u)
 
+# The directories of the volumes the hostPath provisioner made for this cluster: the provisioner
+# removes one when its claim goes, but not when the whole cluster is stopped with claims in place.
+VOLUME_DIRS=()
+if [ -f "$KWOK_CLUSTER_DIR/kubeconfig.yaml" ] && [ -x "$BIN_DIR/kubectl" ]; then
+  mapfile -t VOLUME_DIRS < <("$BIN_DIR/kubectl" --kubeconfig "$KWOK_CLUSTER_DIR/kubeconfig.yaml" --request-timeout=5s \
+    get pv -o jsonpath='{range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null | grep -E '^/tmp/hostpath_pv/[0-9a-f-]+$' || true)
+fi
+
 if [ -d "$KWOK_CLUSTER_DIR" ] && [ -x "$BIN_DIR/kwokctl" ]; then
   # kwokctl wants a kubeconfig to remove its context from; give it a scratch one
   # (the user's ~/.kube/config is never touched).
@@ -46,4 +54,5 @@ mapfile -t LEFT < <(our_pids | grep -E '^[0-9]+$' | sort -u | while read -r p; d
 [ "${#LEFT[@]}" -eq 0 ] || die "processes still running after cluster-down: ${LEFT[*]}"
 
 rm -rf "$CLUSTER_DIR"
+[ "${#VOLUME_DIRS[@]}" -eq 0 ] || rm -rf "${VOLUME_DIRS[@]}"
 log "cluster '$CLUSTER_NAME' stopped, state removed"

@@ -16,7 +16,7 @@ until_ok() { # until_ok <seconds> <what> <cmd...>
   done
 }
 
-NS="smoke-$(date +%s)"
+NS="smoke-$(date +%s)-$$"
 k create namespace "$NS" >/dev/null
 trap 'k delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 
