@@ -89,21 +89,7 @@ EOF
   kc create -f "$out" 2>&1 | grep -v -e AlreadyExists -e " created$" >&2 || true
 }
 
-# The default StorageClass provisions a hostPath volume for each new claim through
-# kube-controller-manager's own hostPath provisioner (--enable-hostpath-provisioner): volumes never
-# run out however many claims tests make, and reclaim policy Delete has the same controller remove
-# a released volume and its directory. A StorageClass's provisioner cannot be changed in place, so
-# a cluster started by an older version of this script gets its class replaced.
-ensure_storage_class() {
-  local provisioner
-  provisioner="$(kc get storageclass standard -o jsonpath='{.spec.provisioner}{.provisioner}' 2>/dev/null || true)"
-  if [ -n "$provisioner" ] && [ "$provisioner" != kubernetes.io/host-path ]; then
-    kc delete storageclass standard >/dev/null
-  fi
-}
-
 ensure_addons() {
-  ensure_storage_class
   kc apply -f "$CLUSTER_SRC/config/addons.yaml" >/dev/null
   apply_nodes
 }
@@ -129,6 +115,8 @@ default_sa_exists() { kc -n default get serviceaccount default; }
 # --- reuse a running cluster ------------------------------------------------
 if [ -f "$KWOK_CLUSTER_DIR/kwok.yaml" ]; then
   if pids_alive && apiserver_ready; then
+    # Volumes come from the controller-manager's hostPath provisioner (see config/addons.yaml);
+    # a cluster started without it cannot provision, and its StorageClass cannot be changed in place.
     grep -q enable-hostpath-provisioner "$CLUSTER_DIR/kwokctl.yaml" 2>/dev/null \
       || die "the running cluster was started by an older up.sh (no volume provisioner): run 'make cluster-down' first"
     ensure_addons

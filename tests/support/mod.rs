@@ -207,14 +207,7 @@ impl Drop for TestNamespace {
                 .build()
                 .expect("tokio runtime for namespace cleanup");
             rt.block_on(async {
-                let path = kubeconfig_path();
-                let Ok(kubeconfig) = Kubeconfig::read_from(&path) else {
-                    return;
-                };
-                let Ok(config) = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await else {
-                    return;
-                };
-                let Ok(client) = Client::try_from(config) else {
+                let Ok(client) = connect().await else {
                     return;
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(10), delete_namespace(&client, &name)).await;
