@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use flotilla::api::Microservice;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -41,12 +40,38 @@ async fn delete_class(client: &Client, name: &str) {
     let _ = api.delete(name, &DeleteParams::default()).await;
 }
 
+/// Deletes the named DatabaseClasses (cluster-scoped: no namespace deletion removes them) when
+/// dropped, also when the test fails: a leftover default class would change later runs.
+fn classes_cleanup(names: Vec<String>) -> support::Cleanup {
+    support::Cleanup::new(move |client| async move {
+        for name in names {
+            delete_class(&client, &name).await;
+        }
+    })
+}
+
 async fn wait_cond(api: &Api<Microservice>, name: &str, type_: &str, status: &str) -> Microservice {
-    wait_for(&format!("{name} {type_}={status}"), Duration::from_secs(90), || async {
+    wait_reason(api, name, type_, status, None).await
+}
+
+/// Waits until condition `type_` has `status` (and `reason`, when given) for the current
+/// generation: a condition passes through other reasons on its way (a class the operator's
+/// cache has not seen yet, a claim kind not yet discovered), so a test names the one it checks.
+async fn wait_reason(
+    api: &Api<Microservice>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Microservice {
+    let what = format!("{name} {type_}={status}{}", reason.map(|r| format!(" ({r})")).unwrap_or_default());
+    wait_for(&what, Duration::from_secs(90), || async {
         let ms = api.get(name).await?;
         let ok = ms.status.as_ref().is_some_and(|s| {
             s.observed_generation == ms.metadata.generation
-                && s.conditions.iter().any(|c| c.type_ == type_ && c.status == status)
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.status == status && reason.is_none_or(|r| c.reason == r))
         });
         if ok { anyhow::Ok(true) } else { Err(anyhow!("status: {:?}", ms.status)) }
     })
@@ -68,6 +93,7 @@ fn env_secret_ref(d: &Deployment, env: &str) -> Option<(String, String)> {
 async fn embedded_databases_of_each_engine_are_bound_and_ready() {
     let Some(operator::Setup { client, ns, op, api }) = setup("db-embedded").await else { return };
     let n = ns.name().to_string();
+    let _classes = classes_cleanup(["postgres", "mysql", "redis"].map(|e| format!("{e}-{n}")).to_vec());
     let engines = [
         ("postgres", "postgres:17", 5432, "postgresql"),
         ("mysql", "mysql:8.4", 3306, "mysql"),
@@ -156,10 +182,9 @@ async fn embedded_databases_of_each_engine_are_bound_and_ready() {
     apply_ms(&api, "svc-postgres", json!({"image": "registry.example/app:1", "replicas": 1, "database": {"class": format!("postgres-{n}"), "storage": "2Gi"}})).await.unwrap();
     wait_cond(&api, "svc-postgres", "Ready", "True").await;
     assert_eq!(hash(&deployments.get("svc-postgres").await.unwrap()), hash(&before), "no credential change, no roll");
-    let mut creds = secrets.get("svc-postgres-db-credentials").await.unwrap();
-    creds.data.as_mut().unwrap().insert("password".into(), ByteString(b"rotatedRotatedRotated123".to_vec()));
-    creds.metadata.managed_fields = None;
-    secrets.replace("svc-postgres-db-credentials", &PostParams::default(), &creds).await.unwrap();
+    // A merge patch of the one key: a read-modify-replace would race the operator's own writes.
+    let rotate = json!({"stringData": {"password": "rotatedRotatedRotated123"}});
+    secrets.patch("svc-postgres-db-credentials", &PatchParams::default(), &Patch::Merge(&rotate)).await.unwrap();
     passwords.push("rotatedRotatedRotated123".into());
     wait_for("the pods to roll to the new credentials", Duration::from_secs(30), || async {
         anyhow::Ok(hash(&deployments.get("svc-postgres").await?) != hash(&before))
@@ -173,9 +198,6 @@ async fn embedded_databases_of_each_engine_are_bound_and_ready() {
     for p in &passwords {
         assert!(!logs.contains(p.as_str()), "a password is in the operator log");
         assert!(!events.contains(p.as_str()), "a password is in an Event");
-    }
-    for (engine, ..) in engines {
-        delete_class(&client, &format!("{engine}-{n}")).await;
     }
     ns.cleanup().await;
 }
@@ -229,8 +251,10 @@ subjects: [{kind: ServiceAccount, name: flotilla, namespace: flotilla-system}]
 async fn claim_provisioners_cnpg_and_crossplane() {
     let Some(operator::Setup { client, ns, op: _op, api }) = setup("db-claim").await else { return };
     let n = ns.name().to_string();
+    let _classes = classes_cleanup(vec![format!("cnpg-{n}"), format!("xp-{n}")]);
     apply_yaml(&client, CLAIM_CRDS, None).await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // let discovery see the new kinds
+    operator::crds_established(&client, &["clusters.postgresql.cnpg.io", "postgresqlinstances.database.example.org"])
+        .await;
     apply_yaml(
         &client,
         &format!(
@@ -284,10 +308,7 @@ spec:
             .await
             .unwrap();
         // Ready waits for the database.
-        let ms = wait_cond(&api, svc, "DatabaseReady", "False").await;
-        let db_cond =
-            ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "DatabaseReady").unwrap().clone();
-        assert_eq!(db_cond.reason, "ClaimNotReady", "{db_cond:?}");
+        let ms = wait_reason(&api, svc, "DatabaseReady", "False", Some("ClaimNotReady")).await;
         let ready = ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
         assert_eq!(ready.status, "False");
 
@@ -314,9 +335,9 @@ spec:
             )
             .await
             .unwrap();
-        let mut live = claims.get(&format!("{svc}-db")).await.unwrap();
-        live.data["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "ClusterIsReady"}]});
-        claims.replace(&format!("{svc}-db"), &PostParams::default(), &live).await.unwrap();
+        let ready =
+            json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "ClusterIsReady"}]}});
+        claims.patch(&format!("{svc}-db"), &PatchParams::default(), &Patch::Merge(&ready)).await.unwrap();
 
         let ms = wait_cond(&api, svc, "Ready", "True").await;
         assert_eq!(ms.status.unwrap().database.unwrap().phase.as_deref(), Some("Ready"));
@@ -332,9 +353,11 @@ spec:
     // The CloudNativePG class names the database pods: the service's egress reaches them.
     let np = ns.api::<NetworkPolicy>().get("orders").await.unwrap();
     assert!(serde_json::to_string(&np.spec.unwrap().egress).unwrap().contains("\"cnpg.io/cluster\":\"orders-db\""));
-    delete_class(&client, &format!("cnpg-{n}")).await;
-    delete_class(&client, &format!("xp-{n}")).await;
     ns.cleanup().await;
+}
+
+fn class_lists(op: &Operator) -> u64 {
+    operator::counter(&op.metrics(), "flotilla_api_requests_total{verb=\"list\",resource=\"databaseclasses\"}")
 }
 
 fn owner_free(meta: &kube::api::ObjectMeta) -> bool {
@@ -346,6 +369,7 @@ async fn retain_adopt_delete_and_operator_down() {
     let Some(operator::Setup { client, ns, mut op, api }) = setup("db-retain").await else { return };
     let n = ns.name().to_string();
     let class = format!("pg-{n}");
+    let _classes = classes_cleanup(vec![class.clone()]);
     embedded_class(&client, &class, "postgres", "postgres:17").await;
     let secrets = ns.api::<Secret>();
     let pvcs = ns.api::<PersistentVolumeClaim>();
@@ -406,6 +430,7 @@ async fn retain_adopt_delete_and_operator_down() {
     let lease = format!("lease-{n}");
     let mut op = Operator::start(&OperatorOptions { namespace: Some(&n), lease: &lease, tag: "db-retain-2" });
     op.wait_ready().await;
+    op.wait_leading(&client).await;
     wait_for("the Microservice to go once the operator is back", Duration::from_secs(60), || async {
         anyhow::Ok(api.get_opt("keep").await?.is_none())
     })
@@ -436,7 +461,13 @@ async fn retain_adopt_delete_and_operator_down() {
     api.delete("flip", &DeleteParams::default()).await.unwrap();
     wait_for("flip to go", Duration::from_secs(60), || async { anyhow::Ok(api.get_opt("flip").await?.is_none()) })
         .await;
-    tokio::time::sleep(Duration::from_secs(5)).await; // give the garbage collector its chance
+    // Once the StatefulSet is gone, the garbage collector has no owner left to delete the claim
+    // for: a claim still owned by it now would be deleted, and fails the check below.
+    let statefulsets = ns.api::<StatefulSet>();
+    wait_for("the StatefulSet flip-db to go", Duration::from_secs(60), || async {
+        anyhow::Ok(statefulsets.get_opt("flip-db").await?.is_none())
+    })
+    .await;
     let pvc = pvcs.get_opt("data-flip-db-0").await.unwrap().expect("the claim survives");
     assert!(pvc.metadata.deletion_timestamp.is_none() && owner_free(&pvc.metadata), "{:?}", pvc.metadata);
 
@@ -446,11 +477,13 @@ async fn retain_adopt_delete_and_operator_down() {
     wait_cond(&api, "detach", "Ready", "True").await;
     let detach_password = text(&secrets.get("detach-db").await.unwrap(), "password");
     apply_ms(&api, "detach", json!({"image": "registry.example/app:1"})).await.unwrap();
-    let statefulsets = ns.api::<StatefulSet>();
+    let deployments = ns.api::<Deployment>();
     wait_for("the detached database to stop, its data kept", Duration::from_secs(60), || async {
         let ms = api.get("detach").await?;
+        let d = deployments.get("detach").await?;
         anyhow::Ok(
-            statefulsets.get_opt("detach-db").await?.is_none()
+            env_secret_ref(&d, "DATABASE_URL").is_none()
+                && statefulsets.get_opt("detach-db").await?.is_none()
                 && !ms.finalizers().iter().any(|f| f == "flotilla.dev/database-retention")
                 && pvcs.get_opt("data-detach-db-0").await?.is_some_and(|p| p.metadata.deletion_timestamp.is_none())
                 && secrets
@@ -460,8 +493,6 @@ async fn retain_adopt_delete_and_operator_down() {
         )
     })
     .await;
-    let d = ns.api::<Deployment>().get("detach").await.unwrap();
-    assert_eq!(env_secret_ref(&d, "DATABASE_URL"), None, "the service no longer reads a database");
     apply_ms(&api, "detach", json!({"image": "registry.example/app:1", "database": {"class": class}})).await.unwrap();
     wait_cond(&api, "detach", "Ready", "True").await;
     assert_eq!(text(&secrets.get("detach-db").await.unwrap(), "password"), detach_password, "same credentials");
@@ -485,7 +516,6 @@ async fn retain_adopt_delete_and_operator_down() {
         )
     })
     .await;
-    delete_class(&client, &class).await;
     drop(op);
     ns.cleanup().await;
 }
@@ -495,6 +525,7 @@ async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
     let Some(operator::Setup { client, ns, op, api }) = setup("db-change").await else { return };
     let n = ns.name().to_string();
     let class = format!("pg-{n}");
+    let _classes = classes_cleanup(vec![class.clone(), format!("nowhere-{n}"), format!("missing-{n}")]);
     embedded_class(&client, &class, "postgres", "postgres:17").await;
     apply_ms(&api, "grow", json!({"image": "registry.example/app:1", "database": {"class": class, "storage": "1Gi"}}))
         .await
@@ -553,22 +584,24 @@ async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
     delete_class(&client, &format!("nowhere-{n}")).await;
 
     // A class that does not exist, and two default classes.
+    let (lists_before, reconciles_before) = (class_lists(&op), op.reconciles_done());
     apply_ms(&api, "lost", json!({"image": "registry.example/app:1", "database": {"class": format!("missing-{n}")}}))
         .await
         .unwrap();
-    let ms = wait_cond(&api, "lost", "DatabaseReady", "False").await;
-    let c = ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "DatabaseReady").unwrap();
-    assert_eq!(c.reason, "ClassNotFound");
+    let ms = wait_reason(&api, "lost", "DatabaseReady", "False", Some("ClassNotFound")).await;
     assert_eq!(ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Stalled").unwrap().status, "True");
     // The class created late is picked up without touching the service: class changes are watched.
     let created = std::time::Instant::now();
     embedded_class(&client, &format!("missing-{n}"), "postgres", "postgres:17").await;
     wait_cond(&api, "lost", "DatabaseReady", "True").await;
     println!("class created -> its service's database Ready: {:?}", created.elapsed());
-    // Classes come from the watched cache: at most the cache's own list(s), not one per reconcile.
-    let lists =
-        operator::counter(&op.metrics(), "flotilla_api_requests_total{verb=\"list\",resource=\"databaseclasses\"}");
-    assert!(lists <= 2, "DatabaseClasses listed {lists} times");
+    // Classes come from the watched cache: the reconciles since the class appeared listed none
+    // (one relist of the cache's watch is allowed for).
+    let (lists, reconciles) = (class_lists(&op), op.reconciles_done());
+    let lists = lists - lists_before;
+    let reconciles = reconciles - reconciles_before;
+    assert!(reconciles >= 3 && lists <= 1, "DatabaseClasses listed {lists} times in {reconciles} reconciles");
+    let _defaults = classes_cleanup(vec![format!("default-a-{n}"), format!("default-b-{n}")]);
     for d in ["a", "b"] {
         apply_yaml(
             &client,
@@ -578,12 +611,6 @@ async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
         .await;
     }
     apply_ms(&api, "twice", json!({"image": "registry.example/app:1", "database": {}})).await.unwrap();
-    let ms = wait_cond(&api, "twice", "DatabaseReady", "False").await;
-    let c = ms.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "DatabaseReady").unwrap();
-    assert_eq!(c.reason, "MultipleDefaultClasses", "{c:?}");
-    for d in ["a", "b"] {
-        delete_class(&client, &format!("default-{d}-{n}")).await;
-    }
-    delete_class(&client, &class).await;
+    wait_reason(&api, "twice", "DatabaseReady", "False", Some("MultipleDefaultClasses")).await;
     ns.cleanup().await;
 }

@@ -63,6 +63,7 @@ async fn one_dependency_list_drives_both_sides() {
     let lease = format!("lease-{}", a.name());
     let mut op = Operator::start(&OperatorOptions { namespace: None, lease: &lease, tag: "deps" });
     op.wait_ready().await;
+    op.wait_leading(&client).await;
     let (ams, bms) = (a.api::<Microservice>(), b.api::<Microservice>());
     let (a_np, a_dep) = (a.api::<NetworkPolicy>(), a.api::<Deployment>());
     let an = a.name().to_string();

@@ -180,8 +180,10 @@ async fn scale_subresource_and_autoscaling_on_and_off() {
     let scale = s.api.get_scale("api").await.unwrap();
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
 
-    // Autoscaling on: the HPA owns replicas; the Deployment never dips to the default of 1.
-    s.api
+    // Autoscaling on: the HPA owns replicas; the Deployment never dips to the default of 1,
+    // neither before the hand-off, nor during it, nor in the seconds after it.
+    let generation = s
+        .api
         .patch(
             "api",
             &PatchParams::default(),
@@ -190,21 +192,33 @@ async fn scale_subresource_and_autoscaling_on_and_off() {
             ),
         )
         .await
+        .unwrap()
+        .metadata
+        .generation
         .unwrap();
-    let mut lowest = i32::MAX;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(8) {
-        lowest = lowest.min(replicas(&deployments.get("api").await.unwrap()).unwrap_or(1));
+    let owns_replicas = |d: &Deployment| {
+        d.managed_fields().iter().any(|m| {
+            m.manager.as_deref() == Some("flotilla")
+                && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+        })
+    };
+    let (started, mut lowest, mut handed_over) = (Instant::now(), i32::MAX, None::<Instant>);
+    while handed_over.is_none_or(|t| t.elapsed() < Duration::from_secs(3)) {
+        let d = deployments.get("api").await.unwrap();
+        lowest = lowest.min(replicas(&d).unwrap_or(1));
+        if handed_over.is_none() && !owns_replicas(&d) && hpas.get_opt("api").await.unwrap().is_some() {
+            let observed = s.api.get("api").await.unwrap().status.and_then(|st| st.observed_generation);
+            if observed >= Some(generation) {
+                handed_over = Some(Instant::now());
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no hand-off to the HPA within 60s (HPA or release of spec.replicas missing)"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(hpas.get_opt("api").await.unwrap().is_some(), "HPA created");
     assert!(lowest >= 2, "the Deployment dipped to {lowest} replicas when autoscaling was turned on");
-    let d = deployments.get("api").await.unwrap();
-    let flotilla_owns_replicas = d.managed_fields().iter().any(|m| {
-        m.manager.as_deref() == Some("flotilla")
-            && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
-    });
-    assert!(!flotilla_owns_replicas, "with autoscaling the operator must not own spec.replicas");
 
     // The API server refuses a replica count next to autoscaling, with the CEL message.
     let err = s
@@ -224,7 +238,11 @@ async fn scale_subresource_and_autoscaling_on_and_off() {
     })
     .await;
     wait_condition(&s.api, "api", "Ready", "True", 4).await;
-    assert_eq!(s.api.get("api").await.unwrap().status.unwrap().replicas, Some(4));
+    wait_for("status.replicas to report 4", Duration::from_secs(30), || async {
+        let status = s.api.get("api").await?.status.unwrap_or_default();
+        if status.replicas == Some(4) { anyhow::Ok(true) } else { Err(anyhow!("status: {status:?}")) }
+    })
+    .await;
     s.ns.cleanup().await;
 }
 
@@ -364,11 +382,10 @@ async fn converged_services_cause_no_writes_even_after_restart() {
     .unwrap();
     wait_condition(&s.api, "a", "Ready", "True", 1).await;
     wait_condition(&s.api, "b", "Ready", "True", 1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
 
     // A metadata-only change triggers reconciles that must find nothing to write.
-    let before = s.op.child_writes();
-    let reconciles_before = operator::counter(&s.op.metrics(), "flotilla_reconciles_total");
+    let before = s.op.settled(Duration::from_secs(5)).await;
+    let reconciles_before = s.op.reconciles_done();
     for name in ["a", "b"] {
         s.api
             .patch(
@@ -380,11 +397,11 @@ async fn converged_services_cause_no_writes_even_after_restart() {
             .unwrap();
     }
     wait_for("the touch to trigger reconciles", Duration::from_secs(20), || async {
-        operator::counter(&s.op.metrics(), "flotilla_reconciles_total") >= reconciles_before + 2
+        s.op.reconciles_done() >= reconciles_before + 2
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(s.op.child_writes(), before, "reconciles of converged services wrote:\n{}", s.op.metrics());
+    let after = s.op.settled(Duration::from_secs(3)).await;
+    assert_eq!(after, before, "reconciles of converged services wrote:\n{}", s.op.metrics());
 
     // A fresh operator process reconciles everything once and writes nothing.
     s.op.kill();
@@ -392,13 +409,13 @@ async fn converged_services_cause_no_writes_even_after_restart() {
     let mut op =
         Operator::start(&OperatorOptions { namespace: Some(s.ns.name()), lease: &lease, tag: "zero-writes-2" });
     op.wait_ready().await;
+    op.wait_leading(&s.client).await;
     wait_for("the restarted operator to reconcile both services", Duration::from_secs(30), || async {
-        operator::counter(&op.metrics(), "flotilla_reconciles_total") >= 2
+        op.reconciles_done() >= 2
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics = op.metrics();
-    assert_eq!(operator::writes(&metrics), 0, "a restart wrote to converged services:\n{metrics}");
+    assert_eq!(op.settled(Duration::from_secs(3)).await, 0, "a restart wrote to converged services:\n{}", op.metrics());
     assert!(metrics.contains("verb=\"get\""), "requests are counted:\n{metrics}");
     let classes: Api<flotilla::api::DatabaseClass> = Api::all(s.client.clone());
     let _ = classes.delete(&class, &DeleteParams::default()).await;

@@ -71,9 +71,11 @@ async fn scale() {
     let (gets, lists) = (operator::requests(&metrics, "get"), operator::requests(&metrics, "list"));
     let (rss, peak) = s.op.memory_kib().expect("operator memory");
 
-    // Converged: nothing is written, whatever resync or watch traffic happens meanwhile.
+    // Converged: nothing is written, whatever resync or watch traffic happens meanwhile. The
+    // window starts once the last status write of the way to Ready has landed.
+    let converged = s.op.settled(Duration::from_secs(3)).await;
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let quiet = operator::writes(&s.op.metrics()) - writes;
+    let quiet = operator::writes(&s.op.metrics()) - converged;
     assert_eq!(quiet, 0, "writes while converged");
 
     // One change that must reach another service: the last service's port, which the caller's

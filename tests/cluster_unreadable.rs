@@ -121,6 +121,7 @@ async fn an_unreadable_microservice_never_stops_the_others() {
     let lease = format!("lease-{ns}");
     let mut op = Operator::start(&OperatorOptions { namespace: Some(&ns), lease: &lease, tag: "unreadable-2" });
     op.wait_ready().await;
+    op.wait_leading(&s.client).await;
     apply_ms(&s.api, "late", json!({"image": "registry.example/late:1"})).await.unwrap();
     wait_ready(&s.api, "late").await;
     // What of the caller can be read stands in for it: the callee still admits it.

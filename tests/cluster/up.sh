@@ -94,10 +94,24 @@ ensure_addons() {
   apply_nodes
 }
 
+# Copies the components' logs and the cluster's view of the add-ons out of $CLUSTER_DIR, which
+# `make cluster-down` (and `make demo-down`) remove: a failed start stays diagnosable.
+save_diagnostics() {
+  local dir
+  dir="$REPO_ROOT/target/cluster-failures/$(date +%Y%m%d-%H%M%S)-$$"
+  mkdir -p "$dir"
+  cp -r "$KWOK_CLUSTER_DIR/logs" "$dir/" 2>/dev/null || true
+  cp "$CLUSTER_DIR/kwokctl-create.log" "$dir/" 2>/dev/null || true
+  kc get apiservice v1beta1.metrics.k8s.io -o yaml > "$dir/apiservice.yaml" 2>&1 || true
+  kc -n kube-system get service,endpoints -o yaml > "$dir/kube-system.yaml" 2>&1 || true
+  kc get nodes -o wide > "$dir/nodes.txt" 2>&1 || true
+  echo "$dir"
+}
+
 wait_until() { # wait_until <seconds> <what> <command...>
   local deadline=$(( $(date +%s) + $1 )) what="$2"; shift 2
   until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || die "timed out waiting for $what (logs: $KWOK_CLUSTER_DIR/logs/)"
+    [ "$(date +%s)" -lt "$deadline" ] || die "timed out waiting for $what (logs kept in $(save_diagnostics))"
     sleep 0.5
   done
 }
@@ -205,7 +219,7 @@ if ! "$BIN_DIR/kwokctl" --config "$CONF" create cluster --name "$CLUSTER_NAME" \
     fi
   done
   grep -E '"level":"(ERROR)"' "$CLUSTER_DIR/kwokctl-create.log" | tail -n 3 >&2 || true
-  die "kwokctl create cluster failed (log: $CLUSTER_DIR/kwokctl-create.log; component logs: $KWOK_CLUSTER_DIR/logs/)"
+  die "kwokctl create cluster failed (logs kept in $(save_diagnostics))"
 fi
 wait_until 60 "kube-apiserver /readyz" apiserver_ready
 write_kubeconfig

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -78,6 +79,7 @@ pub async fn setup(tag: &str) -> Option<Setup> {
     let lease = format!("lease-{}", ns.name());
     let mut op = Operator::start(&OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag });
     op.wait_ready().await;
+    op.wait_leading(&client).await;
     let api = ns.api::<flotilla::api::Microservice>();
     Some(Setup { client, ns, op, api })
 }
@@ -91,18 +93,42 @@ pub async fn install(client: &Client) {
             for f in ["namespace.yaml", "service_account.yaml", "role.yaml", "leader_election.yaml"] {
                 apply_file(client, &root.join("config/rbac").join(f)).await;
             }
-            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-            for name in ["microservices.flotilla.dev", "databaseclasses.flotilla.dev"] {
-                wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || async {
-                    let Ok(crd) = crds.get(name).await else { return false };
-                    crd.status
-                        .and_then(|s| s.conditions)
-                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
-                })
-                .await;
-            }
+            crds_established(client, &["microservices.flotilla.dev", "databaseclasses.flotilla.dev"]).await;
+            no_other_operator(client).await;
         })
         .await;
+}
+
+/// Fails when an operator with the default Lease (as `make demo` starts, or an installed one)
+/// is running: it watches every namespace, would reconcile the tests' objects too, and the two
+/// would fight over them. The tests' own operators each use a Lease of their own.
+async fn no_other_operator(client: &Client) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "flotilla-system");
+    let Ok(Some(lease)) = leases.get_opt("flotilla-leader").await else { return };
+    let Some(spec) = lease.spec else { return };
+    let (Some(renewed), Some(seconds)) = (spec.renew_time, spec.lease_duration_seconds) else { return };
+    let age = k8s_openapi::jiff::Timestamp::now().as_second() - renewed.0.as_second();
+    if age < i64::from(seconds) {
+        panic!(
+            "an operator holds Lease flotilla-system/flotilla-leader (holder {:?}, renewed {}s ago): it watches every \
+             namespace and would act on the tests' objects too; stop it first (`make demo-down` for the demo's)",
+            spec.holder_identity, age
+        );
+    }
+}
+
+/// Waits until each named CRD is Established (served), so its kind can be used at once.
+pub async fn crds_established(client: &Client, names: &[&str]) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in names {
+        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || async {
+            let Ok(crd) = crds.get(name).await else { return false };
+            crd.status
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+        })
+        .await;
+    }
 }
 
 /// A kubeconfig for the operator: the test cluster's, impersonating the operator's account, so
@@ -125,6 +151,9 @@ fn operator_kubeconfig(dir: &Path, name: &str) -> PathBuf {
 /// A running `flotilla run` process, killed on drop.
 pub struct Operator {
     child: Option<Child>,
+    /// The Lease (in `flotilla-system`) it competes for, and the identity it holds it under.
+    pub lease: String,
+    pub identity: String,
     pub metrics_port: u16,
     pub log: PathBuf,
     pub started: Instant,
@@ -145,6 +174,7 @@ impl Operator {
         let name = format!("{}-{}", opts.tag, unique());
         let kubeconfig = operator_kubeconfig(&dir, &name);
         let log = dir.join(format!("operator-{name}.log"));
+        let identity = format!("{}-{}", opts.tag, unique());
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
         // Port 0: the operator binds a free port and logs it, so parallel tests never race for one.
@@ -153,7 +183,7 @@ impl Operator {
             .arg(format!("--leader-elect-lease={}", opts.lease))
             .arg("--leader-elect-namespace=flotilla-system")
             .arg("--lease-seconds=6")
-            .arg(format!("--identity={}-{}", opts.tag, unique()))
+            .arg(format!("--identity={identity}"))
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,flotilla=debug,kube=warn")
             .stdout(Stdio::null())
@@ -162,7 +192,14 @@ impl Operator {
             cmd.arg(format!("--namespace={ns}"));
         }
         let child = cmd.spawn().expect("start flotilla run");
-        let mut op = Operator { child: Some(child), metrics_port: 0, log, started: Instant::now() };
+        let mut op = Operator {
+            child: Some(child),
+            lease: opts.lease.to_string(),
+            identity,
+            metrics_port: 0,
+            log,
+            started: Instant::now(),
+        };
         op.metrics_port = op.bound_port();
         op
     }
@@ -172,8 +209,10 @@ impl Operator {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let logs = self.logs();
+            // Only complete lines: the log may be read while the operator is writing one.
             let port = logs
-                .lines()
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
                 .find(|l| l.contains("serving /metrics"))
                 .and_then(|l| l.split("addr=127.0.0.1:").nth(1))
                 .and_then(|rest| rest.split_whitespace().next()?.parse().ok());
@@ -212,6 +251,56 @@ impl Operator {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until this operator holds its Lease: /readyz also answers 200 while it stands by,
+    /// and a test that counts what the operator does must not count the time it did not lead.
+    pub async fn wait_leading(&mut self, client: &Client) {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "flotilla-system");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let holder = leases.get_opt(&self.lease).await.ok().flatten().and_then(|l| l.spec?.holder_identity);
+            if holder.as_deref() == Some(self.identity.as_str()) {
+                return;
+            }
+            if Instant::now() > deadline || !self.is_running() {
+                let diagnosis = self.diagnosis();
+                panic!(
+                    "operator {} did not take Lease {} within 60s (holder: {holder:?}); {diagnosis}",
+                    self.identity, self.lease
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the operator has written nothing for `quiet` and no reconcile is running,
+    /// and returns its write count then: the baseline for "nothing more is written". A write
+    /// still in flight when a test takes its baseline would otherwise count against the test.
+    pub async fn settled(&self, quiet: Duration) -> u64 {
+        let sample = || {
+            let m = self.metrics();
+            let started = counter(&m, "flotilla_reconciles_total");
+            let finished = counter(&m, "flotilla_reconcile_duration_seconds_count");
+            (writes(&m), started == finished)
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let (mut last, mut since) = (sample().0, Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let (now, idle) = sample();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if idle && since.elapsed() >= quiet {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "the operator kept writing for 120s:\n{}", self.metrics());
+        }
+    }
+
+    /// Reconciles finished so far (the histogram's count: a reconcile counts once it is done).
+    pub fn reconciles_done(&self) -> u64 {
+        counter(&self.metrics(), "flotilla_reconcile_duration_seconds_count")
     }
 
     pub fn metrics(&self) -> String {

@@ -198,22 +198,54 @@ impl Drop for TestNamespace {
             return;
         }
         self.deleted = true;
-        // Drop cannot await, and the test's runtime may be shutting down: use
-        // a short-lived runtime on its own thread with its own client.
         let name = self.name.clone();
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime for namespace cleanup");
-            rt.block_on(async {
-                let Ok(client) = connect().await else {
-                    return;
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(10), delete_namespace(&client, &name)).await;
-            });
+        run_detached(move |client| async move { delete_namespace(&client, &name).await });
+    }
+}
+
+/// Runs `f` with a client of its own on a short-lived runtime on its own thread, for at most
+/// 10 s: for clean-up in `Drop`, which cannot await and may run while the test's runtime is
+/// shutting down (after a panic, too).
+fn run_detached<F, Fut>(f: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let handle = std::thread::spawn(move || {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime for clean-up");
+        rt.block_on(async {
+            let Ok(client) = connect().await else {
+                return;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), f(client)).await;
         });
-        let _ = handle.join();
+    });
+    let _ = handle.join();
+}
+
+type CleanupFn = Box<dyn FnOnce(Client) -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// Undoes, when dropped (also when the test fails), what a test did outside its namespace:
+/// cluster-scoped objects it created or changed, which no namespace deletion removes and which
+/// would otherwise change what later tests and runs see.
+pub struct Cleanup(Option<CleanupFn>);
+
+impl Cleanup {
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: FnOnce(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        Cleanup(Some(Box::new(move |client| Box::pin(f(client)))))
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            run_detached(f);
+        }
     }
 }
 
@@ -248,10 +280,16 @@ where
     let start = Instant::now();
     let mut last: Option<String> = None;
     loop {
-        match f().await.into_outcome() {
-            Ok(true) => return start.elapsed(),
-            Ok(false) => {}
-            Err(e) => last = Some(e),
+        // One attempt may not outlive the wait: a request that hangs (an API server that stopped
+        // answering) counts as "not yet" and the deadline still holds.
+        let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(1));
+        match tokio::time::timeout(left, f()).await {
+            Ok(outcome) => match outcome.into_outcome() {
+                Ok(true) => return start.elapsed(),
+                Ok(false) => {}
+                Err(e) => last = Some(e),
+            },
+            Err(_) => last = Some(format!("one attempt did not finish within {left:?}")),
         }
         if start.elapsed() >= timeout {
             match last {
