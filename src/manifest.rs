@@ -1,6 +1,8 @@
 //! Reading Microservices from YAML files, as `flotilla render` does: strict about unknown fields
 //! and wrong types, and precise about where each problem is.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,37 @@ pub struct Manifests {
     pub database_classes: Vec<DatabaseClass>,
     /// Documents of other kinds, left alone: `file: apiVersion/kind name`.
     pub skipped: Vec<String>,
+    /// Where each object was read (`kind`, namespace, name → file and document), so that a second
+    /// definition is refused rather than silently replacing or shadowing the first.
+    origins: HashMap<(&'static str, String, String), (PathBuf, usize)>,
+}
+
+impl Manifests {
+    /// Records that `kind` `namespace/name` was read at `file`, document `document`; when it
+    /// already was, the error names the first place.
+    fn claim(
+        &mut self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        file: &Path,
+        document: usize,
+    ) -> Result<(), FieldError> {
+        match self.origins.entry((kind, namespace.to_string(), name.to_string())) {
+            Entry::Occupied(first) => {
+                let (f, d) = first.get();
+                let what = if namespace.is_empty() { name.to_string() } else { format!("{namespace}/{name}") };
+                Err(FieldError::new(
+                    "metadata.name",
+                    format!("{kind} {what} is defined twice; first in {} (document {d})", f.display()),
+                ))
+            }
+            Entry::Vacant(slot) => {
+                slot.insert((file.to_path_buf(), document));
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A problem in one document of one file.
@@ -115,16 +148,27 @@ pub fn load_str(text: &str, file: &Path, namespace: Option<&str>, out: &mut Mani
                         (None, flag) => ms.metadata.namespace = Some(flag.unwrap_or("default").to_string()),
                     }
                     let errs = validate(&ms);
-                    if errs.is_empty() {
-                        out.microservices.push(ms);
-                    } else {
+                    if !errs.is_empty() {
                         errs.into_iter().for_each(fail);
+                    } else {
+                        let ns = ms.metadata.namespace.clone().unwrap_or_default();
+                        let name = ms.metadata.name.clone().unwrap_or_default();
+                        match out.claim("Microservice", &ns, &name, file, document) {
+                            Ok(()) => out.microservices.push(ms),
+                            Err(e) => fail(e),
+                        }
                     }
                 }
                 Err(errs) => errs.into_iter().for_each(fail),
             },
             ("flotilla.dev/v1alpha1", "DatabaseClass") => match strict::<DatabaseClass>(value) {
-                Ok(dc) => out.database_classes.push(dc),
+                Ok(dc) => {
+                    let name = dc.metadata.name.clone().unwrap_or_default();
+                    match out.claim("DatabaseClass", "", &name, file, document) {
+                        Ok(()) => out.database_classes.push(dc),
+                        Err(e) => fail(e),
+                    }
+                }
                 Err(errs) => errs.into_iter().for_each(fail),
             },
             ("", _) => fail(FieldError::new("apiVersion", "is required")),

@@ -9,7 +9,8 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{MAX_NAME_LEN, Microservice, MicroserviceSpec};
-use crate::render::{RESERVED_LABELS, dependency_env_name, effective_ports};
+use crate::render::deployment::DATABASE_ENV;
+use crate::render::{dependency_env_name, effective_ports, is_reserved_label};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,6 +217,11 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         if let Some(ext) = &d.external {
             if !is_cidr(&ext.cidr) {
                 err(format!("{path}.external.cidr"), format!("{:?} is not a CIDR such as 203.0.113.0/24", ext.cidr));
+            } else if let Some(network) = cidr_host_bits(&ext.cidr) {
+                err(
+                    format!("{path}.external.cidr"),
+                    format!("{:?} has bits set after its prefix; the network is {network}", ext.cidr),
+                );
             }
             for (j, p) in ext.ports.iter().flatten().enumerate() {
                 if !(1..=65535).contains(p) {
@@ -224,9 +230,24 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             }
         }
     }
+    if spec.database.is_some() {
+        for name in DATABASE_ENV.iter().map(|(n, _)| *n).chain(["SERVICE_BINDING_ROOT"]) {
+            env_names.insert(name.to_string(), "spec.database".to_string());
+        }
+    }
+    let mut seen_env: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, e) in spec.env.iter().flatten().enumerate() {
+        let path = format!("spec.env[{i}]");
         if let Some(dep) = env_names.get(&e.name) {
-            err(format!("spec.env[{i}].name"), format!("{} is set by {dep}; choose another name", e.name));
+            err(format!("{path}.name"), format!("{} is set by {dep}; choose another name", e.name));
+        } else if let Some(first) = seen_env.insert(e.name.as_str(), i) {
+            err(format!("{path}.name"), format!("{:?} is already set by spec.env[{first}]", e.name));
+        }
+        if e.name.is_empty() || e.name.contains('=') || !e.name.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            err(format!("{path}.name"), format!("{:?} must be printable ASCII characters other than '='", e.name));
+        }
+        if e.value.as_deref().is_some_and(|v| !v.is_empty()) && e.value_from.is_some() {
+            err(path.clone(), "set value or valueFrom, not both".into());
         }
     }
 
@@ -298,8 +319,8 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
     if let Some(pod) = &spec.pod {
         for (k, v) in pod.labels.iter().flatten() {
             let path = format!("spec.pod.labels[{k:?}]");
-            if RESERVED_LABELS.contains(&k.as_str()) {
-                err(path, "is set by Flotilla itself and cannot be overridden".into());
+            if is_reserved_label(k) {
+                err(path, "is set by Flotilla itself (flotilla.dev/ keys, app.kubernetes.io/name and managed-by) and cannot be set here".into());
             } else if let Some(why) = label_key(k) {
                 err(path, format!("key {why}"));
             } else if let Some(why) = label_value(v) {
@@ -311,6 +332,193 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         {
             err("spec.pod.serviceAccountName".into(), format!("{sa:?} {why}"));
         }
+        let mut annotation_bytes = 0;
+        for k in pod.annotations.iter().flatten().map(|(k, v)| {
+            annotation_bytes += k.len() + v.len();
+            k
+        }) {
+            if let Some(why) = label_key(k) {
+                err(format!("spec.pod.annotations[{k:?}]"), format!("key {why}"));
+            }
+        }
+        if annotation_bytes > 256 * 1024 {
+            err("spec.pod.annotations".into(), format!("total {annotation_bytes} bytes; at most 262144 are allowed"));
+        }
+        for (k, v) in pod.node_selector.iter().flatten() {
+            let path = format!("spec.pod.nodeSelector[{k:?}]");
+            if let Some(why) = label_key(k) {
+                err(path, format!("key {why}"));
+            } else if let Some(why) = label_value(v) {
+                err(path, format!("value {v:?} {why}"));
+            }
+        }
+        for (i, t) in pod.tolerations.iter().flatten().enumerate() {
+            toleration(&format!("spec.pod.tolerations[{i}]"), t, &mut err);
+        }
+        let mut spreads = BTreeMap::new();
+        for (i, c) in pod.topology_spread_constraints.iter().flatten().enumerate() {
+            let path = format!("spec.pod.topologySpreadConstraints[{i}]");
+            if c.max_skew < 1 {
+                err(format!("{path}.maxSkew"), format!("{} must be at least 1", c.max_skew));
+            }
+            if let Some(why) = label_key(&c.topology_key) {
+                err(format!("{path}.topologyKey"), format!("{:?} {why}", c.topology_key));
+            }
+            if !matches!(c.when_unsatisfiable.as_str(), "DoNotSchedule" | "ScheduleAnyway") {
+                err(
+                    format!("{path}.whenUnsatisfiable"),
+                    format!("{:?} must be DoNotSchedule or ScheduleAnyway", c.when_unsatisfiable),
+                );
+            }
+            if let Some(first) = spreads.insert((c.topology_key.as_str(), c.when_unsatisfiable.as_str()), i) {
+                err(
+                    path,
+                    format!(
+                        "repeats spec.pod.topologySpreadConstraints[{first}] (same topologyKey and whenUnsatisfiable)"
+                    ),
+                );
+            }
+        }
+    }
+
+    if let Some(r) = &spec.resources {
+        resources(r, &mut err);
+    }
+    if let Some(p) = &spec.probes {
+        for (field, probe) in [("readiness", &p.readiness), ("liveness", &p.liveness), ("startup", &p.startup)] {
+            if let Some(probe) = probe {
+                self::probe(&format!("spec.probes.{field}"), field, probe, &mut err);
+            }
+        }
+    }
+    for (i, p) in spec.ports.iter().flatten().enumerate() {
+        if let Some(a) = &p.app_protocol
+            && let Some(why) = label_key(a)
+        {
+            err(
+                format!("spec.ports[{i}].appProtocol"),
+                format!("{a:?} is not an IANA service name or a domain-prefixed name: {why}"),
+            );
+        }
+    }
+}
+
+fn toleration(path: &str, t: &k8s_openapi::api::core::v1::Toleration, err: &mut impl FnMut(String, String)) {
+    let operator = t.operator.as_deref().unwrap_or("Equal");
+    let effect = t.effect.as_deref().unwrap_or("");
+    if !matches!(operator, "Equal" | "Exists") {
+        err(format!("{path}.operator"), format!("{operator:?} must be Equal or Exists"));
+    }
+    if !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        err(format!("{path}.effect"), format!("{effect:?} must be NoSchedule, PreferNoSchedule or NoExecute"));
+    }
+    match t.key.as_deref().unwrap_or("") {
+        "" if operator != "Exists" => {
+            err(format!("{path}.operator"), "must be Exists when key is empty (to tolerate every taint)".into())
+        }
+        "" => {}
+        key => {
+            if let Some(why) = label_key(key) {
+                err(format!("{path}.key"), format!("{key:?} {why}"));
+            }
+        }
+    }
+    if operator == "Exists" && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+        err(format!("{path}.value"), "must be empty when operator is Exists".into());
+    }
+    if t.toleration_seconds.is_some() && effect != "NoExecute" {
+        err(format!("{path}.tolerationSeconds"), "applies only to effect NoExecute".into());
+    }
+}
+
+fn resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut impl FnMut(String, String)) {
+    let mut parsed: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    for (field, list) in [("limits", &r.limits), ("requests", &r.requests)] {
+        for (name, q) in list.iter().flatten() {
+            let path = format!("spec.resources.{field}[{name:?}]");
+            let standard =
+                matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-");
+            if !standard && (!name.contains('/') || label_key(name).is_some()) {
+                err(
+                    path.clone(),
+                    "is not a resource name: cpu, memory, ephemeral-storage, hugepages-<size>, or a domain-prefixed name such as nvidia.com/gpu".into(),
+                );
+            }
+            match (q.0.strip_prefix('-').map(parse_quantity), parse_quantity(&q.0)) {
+                (Some(Some(_)), _) => err(path, format!("{:?} must not be negative", q.0)),
+                (None, Some(v)) => {
+                    parsed.insert((field, name.as_str()), v);
+                }
+                _ => err(path, format!("{:?} is not a quantity such as 500m, 128Mi or 2", q.0)),
+            }
+        }
+    }
+    for (name, request) in parsed.iter().filter(|((f, _), _)| *f == "requests").map(|((_, n), v)| (*n, *v)) {
+        if let Some(limit) = parsed.get(&("limits", name))
+            && request > *limit
+        {
+            err(
+                format!("spec.resources.requests[{name:?}]"),
+                format!("must not be greater than spec.resources.limits[{name:?}]"),
+            );
+        }
+    }
+}
+
+fn probe(path: &str, kind: &str, p: &k8s_openapi::api::core::v1::Probe, err: &mut impl FnMut(String, String)) {
+    let handlers = [p.exec.is_some(), p.http_get.is_some(), p.tcp_socket.is_some(), p.grpc.is_some()];
+    match handlers.iter().filter(|h| **h).count() {
+        0 => err(path.to_string(), "needs one of exec, httpGet, tcpSocket or grpc".into()),
+        1 => {}
+        _ => err(path.to_string(), "must have only one of exec, httpGet, tcpSocket and grpc".into()),
+    }
+    if kind != "readiness" && p.success_threshold.is_some_and(|s| s != 1) {
+        err(format!("{path}.successThreshold"), format!("must be 1 for a {kind} probe"));
+    }
+    for (field, v) in [
+        ("initialDelaySeconds", p.initial_delay_seconds),
+        ("periodSeconds", p.period_seconds),
+        ("timeoutSeconds", p.timeout_seconds),
+        ("successThreshold", p.success_threshold),
+        ("failureThreshold", p.failure_threshold),
+    ] {
+        if v.is_some_and(|v| v < 0) {
+            err(format!("{path}.{field}"), "must not be negative".into());
+        }
+    }
+    let port = |field: &str, v: &IntOrString, err: &mut dyn FnMut(String, String)| match v {
+        IntOrString::Int(n) if !(1..=65535).contains(n) => {
+            err(format!("{path}.{field}.port"), format!("{n} is out of range 1..=65535"))
+        }
+        IntOrString::String(n) if port_name(n).is_some() => {
+            err(format!("{path}.{field}.port"), format!("{n:?} is not a port name"))
+        }
+        _ => {}
+    };
+    if let Some(h) = &p.http_get {
+        port("httpGet", &h.port, err);
+        if let Some(scheme) = &h.scheme
+            && !matches!(scheme.as_str(), "HTTP" | "HTTPS")
+        {
+            err(format!("{path}.httpGet.scheme"), format!("{scheme:?} must be HTTP or HTTPS"));
+        }
+        for (i, header) in h.http_headers.iter().flatten().enumerate() {
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if header.name.is_empty() || !header.name.chars().all(token) {
+                err(
+                    format!("{path}.httpGet.httpHeaders[{i}].name"),
+                    format!("{:?} is not an HTTP header name", header.name),
+                );
+            }
+        }
+    }
+    if let Some(t) = &p.tcp_socket {
+        port("tcpSocket", &t.port, err);
+    }
+    if let Some(g) = &p.grpc
+        && !(1..=65535).contains(&g.port)
+    {
+        err(format!("{path}.grpc.port"), format!("{} is out of range 1..=65535", g.port));
     }
 }
 
@@ -325,8 +533,14 @@ fn int_or_percent(v: &IntOrString) -> Option<String> {
     match v {
         IntOrString::Int(i) if *i < 0 => Some(format!("{i} must not be negative")),
         IntOrString::Int(_) => None,
-        IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
-            Some(Ok(p)) if p <= 100 => None,
+        IntOrString::String(s) => match s.strip_suffix('%') {
+            Some(p)
+                if !p.is_empty()
+                    && p.chars().all(|c| c.is_ascii_digit())
+                    && p.parse::<u32>().is_ok_and(|p| p <= 100) =>
+            {
+                None
+            }
             _ => Some(format!("{s:?} must be a number or a percentage from 0% to 100%")),
         },
     }
@@ -414,6 +628,23 @@ fn label_value(v: &str) -> Option<String> {
         );
     }
     None
+}
+
+/// The network of a CIDR that has bits set after its prefix (`10.0.0.1/24` → `10.0.0.0/24`);
+/// None for a CIDR that names its network (or no CIDR at all).
+fn cidr_host_bits(s: &str) -> Option<String> {
+    let (ip, prefix) = s.split_once('/')?;
+    let prefix: u32 = prefix.parse().ok()?;
+    match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => {
+            let network = u32::from(a) & u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            (network != u32::from(a)).then(|| format!("{}/{prefix}", std::net::Ipv4Addr::from(network)))
+        }
+        std::net::IpAddr::V6(a) => {
+            let network = u128::from(a) & u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            (network != u128::from(a)).then(|| format!("{}/{prefix}", std::net::Ipv6Addr::from(network)))
+        }
+    }
 }
 
 fn is_cidr(s: &str) -> bool {

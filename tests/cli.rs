@@ -105,3 +105,26 @@ fn run_stops_with_a_clear_error_when_its_port_is_taken() {
     assert!(stderr.contains(&format!("cannot serve metrics on {addr}")), "{stderr}");
     assert!(!stderr.contains("\u{1b}["), "no colour codes when stderr is not a terminal: {stderr}");
 }
+
+#[test]
+fn a_database_without_its_class_among_the_files_is_warned_about() {
+    let dir = std::env::temp_dir().join(format!("flotilla-cli-noclass-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("app.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Microservice\nmetadata: {name: api, namespace: team}\n\
+         spec: {image: example/api:1, database: {class: postgres}}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = flotilla(&["render", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("kind: Deployment"), "the service itself is rendered");
+    assert!(
+        stderr.contains(
+            "warning: team/api: spec.database: DatabaseClass \"postgres\" does not exist among the files given"
+        ),
+        "{stderr}"
+    );
+}

@@ -614,3 +614,71 @@ async fn class_is_immutable_storage_grows_and_class_problems_are_reported() {
     wait_reason(&api, "twice", "DatabaseReady", "False", Some("MultipleDefaultClasses")).await;
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn clashing_names_fail_closed_and_every_pod_passes_the_restricted_profile() {
+    let Some(operator::Setup { client, ns, op: _op, api }) = setup("db-clash").await else { return };
+    let n = ns.name().to_string();
+    // Every pod Flotilla makes, the service's and the embedded database's, passes the
+    // "restricted" Pod Security Standard: the namespace enforces it.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let enforce = json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+    namespaces.patch(&n, &PatchParams::default(), &Patch::Merge(&enforce)).await.unwrap();
+    let class = format!("pg-{n}");
+    let _classes = classes_cleanup(vec![class.clone()]);
+    embedded_class(&client, &class, "postgres", "postgres:17").await;
+    let (deployments, statefulsets) = (ns.api::<Deployment>(), ns.api::<StatefulSet>());
+    let policies = ns.api::<NetworkPolicy>();
+
+    // `worker` (with a database) first: the Microservice `worker-db` is refused and writes nothing.
+    apply_ms(&api, "worker", json!({"image": "registry.example/worker:1", "database": {"class": class}}))
+        .await
+        .unwrap();
+    wait_cond(&api, "worker", "Ready", "True").await;
+    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>().list(&ListParams::default()).await.unwrap();
+    assert!(pods.items.len() >= 2, "the service's and the database's pods run under the restricted profile");
+    apply_ms(&api, "worker-db", json!({"image": "registry.example/worker-db:1"})).await.unwrap();
+    let ms = wait_reason(&api, "worker-db", "Stalled", "True", Some("InvalidSpec")).await;
+    let stalled = ms.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert!(stalled.message.contains("metadata.name") && stalled.message.contains("\"worker\""), "{}", stalled.message);
+    let np = policies.get("worker-db").await.unwrap();
+    assert_eq!(np.owner_references()[0].name, "worker", "the database keeps its NetworkPolicy");
+    assert!(deployments.get_opt("worker-db").await.unwrap().is_none(), "the refused service has no Deployment");
+    wait_cond(&api, "worker", "Ready", "True").await;
+
+    // `plain-db` first: the database of `plain` is refused, and with it all of `plain`: no
+    // StatefulSet runs without its NetworkPolicy, no Deployment without its database.
+    apply_ms(&api, "plain-db", json!({"image": "registry.example/plain-db:1"})).await.unwrap();
+    wait_cond(&api, "plain-db", "Ready", "True").await;
+    apply_ms(&api, "plain", json!({"image": "registry.example/plain:1", "database": {"class": class}})).await.unwrap();
+    let ms = wait_reason(&api, "plain", "Stalled", "True", Some("InvalidSpec")).await;
+    let stalled = ms.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert!(
+        stalled.message.contains("spec.database") && stalled.message.contains("\"plain-db\""),
+        "{}",
+        stalled.message
+    );
+    assert!(statefulsets.get_opt("plain-db").await.unwrap().is_none(), "no database without its NetworkPolicy");
+    assert!(deployments.get_opt("plain").await.unwrap().is_none(), "no half-made service");
+
+    // The first one goes: the other is reconciled without being touched.
+    api.delete("plain-db", &DeleteParams::default()).await.unwrap();
+    let ms = wait_cond(&api, "plain", "Ready", "True").await;
+    assert!(ms.status.unwrap().conditions.iter().any(|c| c.type_ == "DatabaseReady" && c.status == "True"));
+    assert_eq!(policies.get("plain-db").await.unwrap().owner_references()[0].name, "plain");
+
+    // A pod label Flotilla owns is refused by the API server itself, naming the field.
+    let err = apply_ms(&api, "impostor", json!({"image": "x", "pod": {"labels": {"flotilla.dev/database": "worker"}}}))
+        .await
+        .expect_err("a reserved label is refused at apply time");
+    assert!(err.to_string().contains("spec.pod.labels"), "{err}");
+    // So is an external network written with bits after its prefix.
+    let err = apply_ms(&api, "leaky", json!({"image": "x", "dependencies": [{"external": {"cidr": "10.0.0.1/24"}}]}))
+        .await
+        .expect_err("a CIDR with host bits is refused at apply time");
+    assert!(err.to_string().contains("external.cidr must name a network"), "{err}");
+    apply_ms(&api, "leaky", json!({"image": "x", "dependencies": [{"external": {"cidr": "10.0.0.0/24"}}]}))
+        .await
+        .expect("the network itself is accepted");
+    ns.cleanup().await;
+}

@@ -45,7 +45,7 @@ fn dependencies(own: String) -> impl Strategy<Value = Option<Vec<Dependency>>> {
             .collect();
         // Distinct names already give distinct env vars; one namespace for all keeps them unique.
         deps.extend(externals.into_iter().map(|((a, b), prefix, ports)| Dependency {
-            external: Some(ExternalDependency { cidr: format!("{a}.{b}.0.0/{prefix}"), ports }),
+            external: Some(ExternalDependency { cidr: network(a, b, prefix), ports }),
             ..Default::default()
         }));
         Some(deps).filter(|d| !d.is_empty())
@@ -97,6 +97,12 @@ fn world_for(ms: Microservice) -> impl Strategy<Value = (Microservice, Vec<Micro
         }
         (ms.clone(), world)
     })
+}
+
+/// The CIDR `a.b.0.0/prefix` with the bits after the prefix cleared, as a network is written.
+fn network(a: u8, b: u8, prefix: u8) -> String {
+    let ip = u32::from(std::net::Ipv4Addr::new(a, b, 0, 0)) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    format!("{}/{prefix}", std::net::Ipv4Addr::from(ip))
 }
 
 fn world(items: &[Microservice]) -> World {

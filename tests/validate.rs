@@ -226,6 +226,18 @@ fn pod_rules() {
         "spec.pod.labels[\"app.kubernetes.io/name\"]",
         "set by Flotilla",
     );
+    // Impersonating a database: its Service and NetworkPolicies select pods by this label.
+    refused(
+        "  image: x\n  pod: {labels: {flotilla.dev/database: worker}}\n",
+        "spec.pod.labels[\"flotilla.dev/database\"]",
+        "set by Flotilla",
+    );
+    refused(
+        "  image: x\n  pod: {labels: {flotilla.dev/anything: a}}\n",
+        "spec.pod.labels[\"flotilla.dev/anything\"]",
+        "set by Flotilla",
+    );
+    accepted("  image: x\n  pod: {labels: {team.flotilla.dev/owner: a}}\n");
     refused("  image: x\n  pod: {labels: {team: 'a b'}}\n", "spec.pod.labels[\"team\"]", "value");
     refused("  image: x\n  pod: {labels: {'-bad': a}}\n", "spec.pod.labels[\"-bad\"]", "key");
     refused("  image: x\n  pod: {serviceAccountName: Runner}\n", "spec.pod.serviceAccountName", "DNS-1123");
@@ -240,4 +252,125 @@ fn every_problem_is_reported_not_just_the_first() {
     for p in ["spec.image", "spec.replicas", "spec.autoscaling.minReplicas", "spec.dependencies[0]"] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
+}
+
+/// What the API server would refuse in a child is refused here first, at the Microservice's field.
+#[test]
+fn children_the_api_server_would_refuse_are_refused_at_the_field() {
+    // Environment.
+    refused(
+        "  image: x\n  env: [{name: A, value: '1'}, {name: A, value: '2'}]\n",
+        "spec.env[1].name",
+        "already set by spec.env[0]",
+    );
+    refused("  image: x\n  env: [{name: 'A=B', value: '1'}]\n", "spec.env[0].name", "other than '='");
+    refused(
+        "  image: x\n  env: [{name: A, value: '1', valueFrom: {fieldRef: {fieldPath: metadata.name}}}]\n",
+        "spec.env[0]",
+        "not both",
+    );
+    refused(
+        "  image: x\n  database: {}\n  env: [{name: DATABASE_URL, value: y}]\n",
+        "spec.env[0].name",
+        "set by spec.database",
+    );
+    accepted("  image: x\n  env: [{name: DATABASE_URL, value: y}]\n");
+    // Percentages and networks.
+    refused("  image: x\n  rollout: {maxSurge: '+5%'}\n", "spec.rollout.maxSurge", "percentage");
+    refused(
+        "  image: x\n  dependencies: [{external: {cidr: 10.0.0.1/24}}]\n",
+        "spec.dependencies[0].external.cidr",
+        "the network is 10.0.0.0/24",
+    );
+    accepted("  image: x\n  dependencies: [{external: {cidr: '2001:DB8::/32'}}, {external: {cidr: 0.0.0.0/0}}]\n");
+    refused(
+        "  image: x\n  dependencies: [{external: {cidr: '2001:db8::1/64'}}]\n",
+        "spec.dependencies[0].external.cidr",
+        "2001:db8::/64",
+    );
+    // Scheduling.
+    refused(
+        "  image: x\n  pod: {tolerations: [{key: a, operator: Maybe}]}\n",
+        "spec.pod.tolerations[0].operator",
+        "Equal or Exists",
+    );
+    refused(
+        "  image: x\n  pod: {tolerations: [{key: a, effect: Sometimes}]}\n",
+        "spec.pod.tolerations[0].effect",
+        "NoExecute",
+    );
+    refused(
+        "  image: x\n  pod: {tolerations: [{key: a, operator: Exists, value: b}]}\n",
+        "spec.pod.tolerations[0].value",
+        "empty",
+    );
+    refused(
+        "  image: x\n  pod: {tolerations: [{key: a, effect: NoSchedule, tolerationSeconds: 5}]}\n",
+        "spec.pod.tolerations[0].tolerationSeconds",
+        "NoExecute",
+    );
+    refused("  image: x\n  pod: {tolerations: [{value: b}]}\n", "spec.pod.tolerations[0].operator", "key is empty");
+    accepted(
+        "  image: x\n  pod: {tolerations: [{operator: Exists}, {key: a, effect: NoExecute, tolerationSeconds: 5}]}\n",
+    );
+    refused("  image: x\n  pod: {nodeSelector: {'bad key!': a}}\n", "spec.pod.nodeSelector[\"bad key!\"]", "key");
+    refused("  image: x\n  pod: {annotations: {'-x': a}}\n", "spec.pod.annotations[\"-x\"]", "key");
+    let spread = "{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}";
+    refused(
+        &format!("  image: x\n  pod: {{topologySpreadConstraints: [{spread}, {spread}]}}\n"),
+        "spec.pod.topologySpreadConstraints[1]",
+        "repeats spec.pod.topologySpreadConstraints[0]",
+    );
+    refused(
+        "  image: x\n  pod: {topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: Never}]}\n",
+        "spec.pod.topologySpreadConstraints[0].whenUnsatisfiable",
+        "DoNotSchedule or ScheduleAnyway",
+    );
+    // Resources.
+    refused(
+        "  image: x\n  resources: {requests: {cpu: 2}, limits: {cpu: 1}}\n",
+        "spec.resources.requests[\"cpu\"]",
+        "greater than",
+    );
+    refused(
+        "  image: x\n  resources: {requests: {gpus: 1}}\n",
+        "spec.resources.requests[\"gpus\"]",
+        "not a resource name",
+    );
+    refused("  image: x\n  resources: {requests: {cpu: lots}}\n", "spec.resources.requests[\"cpu\"]", "not a quantity");
+    refused("  image: x\n  resources: {requests: {memory: -1Mi}}\n", "spec.resources.requests[\"memory\"]", "negative");
+    accepted("  image: x\n  resources: {requests: {cpu: 500m, nvidia.com/gpu: 1}, limits: {cpu: '1'}}\n");
+    // Probes and ports.
+    refused("  image: x\n  probes: {readiness: {periodSeconds: 5}}\n", "spec.probes.readiness", "needs one of");
+    refused(
+        "  image: x\n  probes: {readiness: {tcpSocket: {port: 80}, httpGet: {port: 80}}}\n",
+        "spec.probes.readiness",
+        "only one of",
+    );
+    refused(
+        "  image: x\n  probes: {liveness: {tcpSocket: {port: 80}, successThreshold: 2}}\n",
+        "spec.probes.liveness.successThreshold",
+        "must be 1",
+    );
+    refused(
+        "  image: x\n  probes: {startup: {tcpSocket: {port: 0}}}\n",
+        "spec.probes.startup.tcpSocket.port",
+        "out of range",
+    );
+    refused(
+        "  image: x\n  probes: {readiness: {httpGet: {port: 80, scheme: FTP}}}\n",
+        "spec.probes.readiness.httpGet.scheme",
+        "HTTP or HTTPS",
+    );
+    refused(
+        "  image: x\n  probes: {readiness: {httpGet: {port: 80, httpHeaders: [{name: 'X Y', value: a}]}}}\n",
+        "spec.probes.readiness.httpGet.httpHeaders[0].name",
+        "header name",
+    );
+    refused(
+        "  image: x\n  ports: [{name: http, port: 80, appProtocol: 'not valid!'}]\n",
+        "spec.ports[0].appProtocol",
+        "IANA",
+    );
+    accepted("  image: x\n  ports: [{name: web, port: 80, appProtocol: kubernetes.io/h2c}]\n");
 }

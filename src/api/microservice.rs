@@ -302,10 +302,13 @@ impl Dependency {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalDependency {
     /// Destination network in CIDR notation, for example `203.0.113.0/24`.
-    #[x_kube(validation = Rule::new("isCIDR(self)").message("external.cidr must be a CIDR such as 203.0.113.0/24"))]
+    #[x_kube(
+        validation = Rule::new("isCIDR(self)").message("external.cidr must be a CIDR such as 203.0.113.0/24"),
+        validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("external.cidr must name a network: no bits set after the prefix (10.0.0.0/24, not 10.0.0.1/24)")
+    )]
     #[schemars(length(min = 1, max = 64))]
     pub cidr: String,
-    /// TCP ports allowed to that network; every port when absent.
+    /// TCP ports allowed to that network; every TCP port when absent (never UDP or SCTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 20))]
     pub ports: Option<Vec<i32>>,
@@ -393,12 +396,14 @@ pub struct Disruption {
 }
 
 /// Pod-level settings.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSettings {
-    /// Extra pod labels. Keys Flotilla sets itself (`flotilla.dev/microservice`,
+    /// Extra pod labels. Keys Flotilla sets itself (any `flotilla.dev/` key,
     /// `app.kubernetes.io/name`, `app.kubernetes.io/managed-by`) are not allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('flotilla.dev/') && k != 'app.kubernetes.io/name' && k != 'app.kubernetes.io/managed-by')")
+        .message("spec.pod.labels: flotilla.dev/ keys, app.kubernetes.io/name and app.kubernetes.io/managed-by are set by Flotilla itself"))]
     pub labels: Option<BTreeMap<String, String>>,
     /// Extra pod annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]

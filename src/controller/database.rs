@@ -96,6 +96,23 @@ async fn embedded(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) -> Result<D
         }
     };
 
+    // The NetworkPolicy before the pods it protects: a refused policy (another's object of
+    // that name) stops here, before a database pod runs unprotected.
+    if let Some(np) = db.network_policy.clone() {
+        let (_, o) = ensure(
+            &Api::<NetworkPolicy>::namespaced(client.clone(), cx.namespace),
+            &ctx.caches.network_policies,
+            ms,
+            np,
+        )
+        .await?;
+        note(&mut state, "database NetworkPolicy", o);
+    }
+    if let Some(svc) = db.service.clone() {
+        let (_, o) =
+            ensure(&Api::<Service>::namespaced(client.clone(), cx.namespace), &ctx.caches.services, ms, svc).await?;
+        note(&mut state, "database Service", o);
+    }
     // The StatefulSet keeps the volume claim template it was created with (the API server does
     // not allow changing it); a larger `storage` expands the claim itself below.
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), cx.namespace);
@@ -114,21 +131,6 @@ async fn embedded(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) -> Result<D
         )
         .await?;
         note(&mut state, "database StatefulSet", o);
-    }
-    if let Some(svc) = db.service.clone() {
-        let (_, o) =
-            ensure(&Api::<Service>::namespaced(client.clone(), cx.namespace), &ctx.caches.services, ms, svc).await?;
-        note(&mut state, "database Service", o);
-    }
-    if let Some(np) = db.network_policy.clone() {
-        let (_, o) = ensure(
-            &Api::<NetworkPolicy>::namespaced(client.clone(), cx.namespace),
-            &ctx.caches.network_policies,
-            ms,
-            np,
-        )
-        .await?;
-        note(&mut state, "database NetworkPolicy", o);
     }
 
     let binding = match embedded_connection(cx, db.engine, &creds) {

@@ -45,7 +45,7 @@ impl Error {
                 kube::Error::Api(s) if s.code == 429 => "ApiThrottled",
                 kube::Error::Api(s) if s.code == 403 => "ApiForbidden",
                 kube::Error::Api(s) if s.code == 404 => "ApiNotFound",
-                kube::Error::Api(s) if s.code == 422 || s.code == 400 => "ApiRejected",
+                kube::Error::Api(s) if refused(s) => "ApiRejected",
                 kube::Error::Api(_) => "ApiError",
                 _ => "ApiUnreachable",
             },
@@ -58,8 +58,42 @@ impl Error {
             Error::Invalid(_) | Error::ChildConflict { .. } => true,
             // The API server refused what the spec renders to (a bad env entry, a probe it
             // rejects): retrying the same body cannot help.
-            Error::Kube { source: kube::Error::Api(s), .. } => s.code == 422 || s.code == 400,
+            Error::Kube { source: kube::Error::Api(s), .. } => refused(s),
             _ => false,
+        }
+    }
+}
+
+/// The API server refused the body itself: invalid (422, 400), or a server-side apply it
+/// cannot merge (500 naming duplicate entries of a list keyed by name, such as two env
+/// variables or two identical topology spread constraints).
+fn refused(s: &kube::core::Status) -> bool {
+    s.code == 422
+        || s.code == 400
+        || (s.code == 500 && (s.message.contains("duplicate entries") || s.message.contains("failed to create typed")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> Error {
+        Error::Kube {
+            action: "apply Deployment api".into(),
+            source: kube::Error::Api(kube::core::Status::failure(message, "").with_code(code).boxed()),
+        }
+    }
+
+    #[test]
+    fn a_body_the_api_server_cannot_take_waits_for_a_change() {
+        let dup = ".spec.template.spec.containers[name=\"app\"].env: duplicate entries for key [name=\"A\"]";
+        for e in [api(422, "invalid"), api(400, "bad request"), api(500, dup)] {
+            assert!(e.waits_for_change(), "{e}");
+            assert_eq!(e.category(), "ApiRejected");
+        }
+        // An API server in trouble is retried.
+        for e in [api(500, "etcdserver: request timed out"), api(503, "unavailable"), api(429, "slow down")] {
+            assert!(!e.waits_for_change(), "{e}");
         }
     }
 }

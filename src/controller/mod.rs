@@ -390,6 +390,12 @@ fn related(
     });
     let mut out: HashSet<ObjectRef<Microservice>> = callees;
     out.extend(previous.unwrap_or_default());
+    // The other side of a name clash (`x` with a database, and `x-db`): refused while this one
+    // holds the names, it is looked at again when this one changes or goes.
+    out.insert(ObjectRef::new(&crate::database::object_name(&name)).within(&own_ns));
+    if let Some(owner) = name.strip_suffix(crate::database::OBJECT_SUFFIX) {
+        out.insert(ObjectRef::new(owner).within(&own_ns));
+    }
     out.extend(callers.map(|m| ObjectRef::from(m.as_ref())));
     out.remove(&me);
     out.into_iter().collect()

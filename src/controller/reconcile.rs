@@ -28,6 +28,8 @@ use crate::render::{Cx, World, render};
 
 /// How often a converged Microservice is looked at again, to repair what no watch reported.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often a Microservice whose child's name is taken by someone else's object is looked at.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(20);
 /// How often a database that is not ready yet is looked at.
 const DATABASE_POLL: Duration = Duration::from_secs(3);
 
@@ -260,10 +262,15 @@ async fn publish_on(ctx: &Context, reference: &ObjectReference, type_: EventType
     }
 }
 
-/// Invalid objects wait for a change; everything else retries with per-object exponential
-/// backoff and jitter.
+/// Invalid objects wait for a change; a child in the way (someone else's object) is looked at
+/// again now and then, since its deletion reaches no watch of ours; everything else retries
+/// with per-object exponential backoff and jitter.
 pub fn error_policy(ms: Arc<Microservice>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failures.get_or_create(&crate::metrics::ErrorLabels { category: error.category() }).inc();
+    if let Error::ChildConflict { .. } = error {
+        warn!(namespace = ms.namespace(), name = ms.name_any(), %error, retry_in = ?CONFLICT_RECHECK, "a child is in the way");
+        return Action::requeue(CONFLICT_RECHECK);
+    }
     if error.waits_for_change() {
         warn!(namespace = ms.namespace(), name = ms.name_any(), %error, "waiting for a change");
         return Action::await_change();

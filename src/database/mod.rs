@@ -39,8 +39,10 @@ pub const TRACKING_LABEL_PREFIXES: [&str; 3] =
 
 /// Name of the StatefulSet, headless Service, NetworkPolicy or claim object of `service`.
 pub fn object_name(service: &str) -> String {
-    format!("{service}-db")
+    format!("{service}{OBJECT_SUFFIX}")
 }
+/// What [`object_name`] appends to the service's name.
+pub const OBJECT_SUFFIX: &str = "-db";
 /// Binding Secret the service's pods read.
 pub fn binding_secret_name(service: &str) -> String {
     format!("{service}-db")

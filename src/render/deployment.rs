@@ -167,23 +167,27 @@ fn env(cx: &Cx) -> Vec<EnvVar> {
             }),
             ..Default::default()
         };
-        env.extend([
-            from("DATABASE_URL", "uri"),
-            from("DB_HOST", "host"),
-            from("DB_PORT", "port"),
-            from("DB_USER", "username"),
-            from("DB_PASSWORD", "password"),
-            from("DB_NAME", "database"),
-            EnvVar {
-                name: "SERVICE_BINDING_ROOT".into(),
-                value: Some(database::SERVICE_BINDING_ROOT.into()),
-                ..Default::default()
-            },
-        ]);
+        env.extend(DATABASE_ENV.iter().map(|(name, key)| from(name, key)));
+        env.extend([EnvVar {
+            name: "SERVICE_BINDING_ROOT".into(),
+            value: Some(database::SERVICE_BINDING_ROOT.into()),
+            ..Default::default()
+        }]);
     }
     env.extend(cx.spec.env.iter().flatten().cloned());
     env
 }
+
+/// The variables a service with a database gets from its binding Secret (name, key), besides
+/// `SERVICE_BINDING_ROOT`.
+pub const DATABASE_ENV: [(&str, &str); 6] = [
+    ("DATABASE_URL", "uri"),
+    ("DB_HOST", "host"),
+    ("DB_PORT", "port"),
+    ("DB_USER", "username"),
+    ("DB_PASSWORD", "password"),
+    ("DB_NAME", "database"),
+];
 
 fn volumes(cx: &Cx) -> Vec<Volume> {
     let mut v =

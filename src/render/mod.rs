@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::api::{DatabaseClass, Microservice, MicroserviceSpec, PortSpec, Protocol};
 use crate::database::{self, ClassProblem, DatabaseChildren};
-use crate::validate::{Invalid, validate};
+use crate::validate::{FieldError, Invalid, validate};
 
 /// Selector label every child and pod carries.
 pub const SELECTOR_LABEL: &str = "flotilla.dev/microservice";
@@ -34,8 +34,17 @@ pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGER: &str = "flotilla";
-/// Labels Flotilla owns on pods; `spec.pod.labels` may not set them.
+/// Labels Flotilla owns on pods; `spec.pod.labels` may not set them, nor any key under
+/// [`RESERVED_LABEL_PREFIX`] (a pod labelled `flotilla.dev/database: x` would be taken for the
+/// database of `x` by its Service and NetworkPolicies).
 pub const RESERVED_LABELS: [&str; 3] = [SELECTOR_LABEL, NAME_LABEL, MANAGED_BY_LABEL];
+/// Prefix of every label key Flotilla owns.
+pub const RESERVED_LABEL_PREFIX: &str = "flotilla.dev/";
+
+/// Whether `key` is a label Flotilla sets itself.
+pub fn is_reserved_label(key: &str) -> bool {
+    key.starts_with(RESERVED_LABEL_PREFIX) || RESERVED_LABELS.contains(&key)
+}
 /// Label the API server sets on every namespace; peers in NetworkPolicies select by it.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -86,6 +95,48 @@ impl World {
             .find(|m| m.metadata.namespace.as_deref() == Some(namespace) && m.metadata.name.as_deref() == Some(name))
     }
 
+    /// Problems only the world shows: children of `ms` that would carry the same name as another
+    /// Microservice's. A Microservice `x` with a database names its database's Service and
+    /// NetworkPolicy `x-db`, as a Microservice `x-db` names its own. The one created first (by
+    /// creation time, then name) keeps the names, until it is gone; the other is refused, naming
+    /// both, so that it writes nothing: no pod of either runs without its NetworkPolicy.
+    pub fn clashes(&self, ms: &Microservice) -> Vec<FieldError> {
+        let (Some(namespace), Some(name)) = (ms.metadata.namespace.as_deref(), ms.metadata.name.as_deref()) else {
+            return Vec::new();
+        };
+        let first = |other: &Microservice| {
+            let key = |m: &Microservice| (m.metadata.creation_timestamp.clone(), m.metadata.name.clone());
+            key(other) < key(ms)
+        };
+        let mut errs = Vec::new();
+        if ms.spec.database.is_some()
+            && let Some(other) = self.find(namespace, &database::object_name(name)).filter(|o| first(o))
+        {
+            errs.push(FieldError::new(
+                "spec.database",
+                format!(
+                    "the database's Service and NetworkPolicy would be named {:?}, which Microservice {:?} in this \
+                     namespace (created first) uses for its own; rename one of the two or remove spec.database",
+                    database::object_name(name),
+                    other.metadata.name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(owner) = name.strip_suffix(database::OBJECT_SUFFIX)
+            && let Some(other) = self.find(namespace, owner).filter(|o| o.spec.database.is_some() && first(o))
+        {
+            errs.push(FieldError::new(
+                "metadata.name",
+                format!(
+                    "{name:?} is the name of the Service and NetworkPolicy of the database of Microservice {:?} in \
+                     this namespace (created first); rename this service",
+                    other.metadata.name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        errs
+    }
+
     /// Services that list `namespace/name` as a dependency, with the port name they asked for,
     /// sorted by namespace and name so rendering is deterministic.
     pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
@@ -113,7 +164,7 @@ impl World {
 pub struct Caller {
     pub namespace: String,
     pub name: String,
-    /// The callee port it asked for; every port when absent.
+    /// The callee port it asked for; the callee's first port when absent.
     pub port: Option<String>,
 }
 
@@ -218,7 +269,8 @@ const PLACEHOLDER_OR_HOST: &str = "<from the provisioner>";
 /// Renders the children of `ms`. Fails, listing every problem, when `ms` is invalid; an invalid
 /// object never becomes children.
 pub fn render(ms: &Microservice, world: &World) -> Result<Children, Invalid> {
-    let errs = validate(ms);
+    let mut errs = validate(ms);
+    errs.extend(world.clashes(ms));
     if !errs.is_empty() {
         return Err(Invalid(errs));
     }

@@ -106,14 +106,18 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
                     ip_block: Some(IPBlock { cidr: ext.cidr.clone(), except: None }),
                     ..Default::default()
                 }]),
-                ports: ext.ports.as_ref().map(|ps| {
-                    ps.iter()
+                // TCP only, as documented: without `ports`, every TCP port (a rule with no
+                // ports would open UDP and SCTP too).
+                ports: Some(match ext.ports.as_deref() {
+                    Some(ps) if !ps.is_empty() => ps
+                        .iter()
                         .map(|p| NetworkPolicyPort {
                             protocol: Some("TCP".into()),
                             port: Some(IntOrString::Int(*p)),
                             ..Default::default()
                         })
-                        .collect()
+                        .collect(),
+                    _ => vec![NetworkPolicyPort { protocol: Some("TCP".into()), ..Default::default() }],
                 }),
             });
         }
