@@ -91,6 +91,34 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                 format!("{min} must not be greater than maxReplicas ({})", a.max_replicas),
             );
         }
+        if let Some(b) = &a.behavior {
+            for (field, rules) in [("scaleUp", &b.scale_up), ("scaleDown", &b.scale_down)] {
+                if let Some(r) = rules {
+                    scaling_rules(&format!("spec.autoscaling.behavior.{field}"), r, &mut err);
+                }
+            }
+        }
+        for (i, m) in a.metrics.iter().flatten().enumerate() {
+            let path = format!("spec.autoscaling.metrics[{i}]");
+            let given = [
+                ("Resource", m.resource.is_some()),
+                ("Pods", m.pods.is_some()),
+                ("Object", m.object.is_some()),
+                ("External", m.external.is_some()),
+                ("ContainerResource", m.container_resource.is_some()),
+            ];
+            match given.iter().find(|(t, _)| *t == m.type_) {
+                None => err(
+                    format!("{path}.type"),
+                    format!("{:?} must be Resource, Pods, Object, External or ContainerResource", m.type_),
+                ),
+                Some((t, false)) => err(path.clone(), format!("type {t} needs its {} field", lower_first(t))),
+                Some(_) => {}
+            }
+            if given.iter().filter(|(_, set)| *set).count() > 1 {
+                err(path, "must set only the field its type names".into());
+            }
+        }
         for (field, v) in [("cpu", a.cpu), ("memory", a.memory)] {
             if let Some(v) = v
                 && !(1..=1000).contains(&v)
@@ -250,6 +278,28 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             err(path.clone(), "set value or valueFrom, not both".into());
         }
     }
+    for (i, e) in spec.env_from.iter().flatten().enumerate() {
+        let path = format!("spec.envFrom[{i}]");
+        let refs = [
+            ("configMapRef", e.config_map_ref.as_ref().map(|r| &r.name)),
+            ("secretRef", e.secret_ref.as_ref().map(|r| &r.name)),
+        ];
+        if refs.iter().filter(|(_, r)| r.is_some()).count() != 1 {
+            err(path.clone(), "must set exactly one of configMapRef and secretRef".into());
+        }
+        for (field, name) in refs {
+            if let Some(name) = name
+                && let Some(why) = dns1123_subdomain(name)
+            {
+                err(format!("{path}.{field}.name"), format!("{name:?} {why}"));
+            }
+        }
+        if let Some(p) = &e.prefix
+            && (p.contains('=') || !p.chars().all(|c| c.is_ascii_graphic()))
+        {
+            err(format!("{path}.prefix"), format!("{p:?} must be printable ASCII characters other than '='"));
+        }
+    }
 
     // Expose.
     if let Some(expose) = &spec.expose {
@@ -257,10 +307,28 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             if let Some(why) = hostname(&ing.host) {
                 err("spec.expose.ingress.host".into(), format!("{:?} {why}", ing.host));
             }
-            if let Some(path) = &ing.path
-                && !path.starts_with('/')
+            if ing.host.parse::<std::net::IpAddr>().is_ok() {
+                err(
+                    "spec.expose.ingress.host".into(),
+                    format!("{:?} must be a host name, not an IP address", ing.host),
+                );
+            }
+            if let Some(path) = &ing.path {
+                if !path.starts_with('/') {
+                    err("spec.expose.ingress.path".into(), format!("{path:?} must start with '/'"));
+                } else if ["//", "/./", "/../", "%2f", "%2F"].iter().any(|s| path.contains(s))
+                    || ["/..", "/."].iter().any(|s| path.ends_with(s))
+                {
+                    err(
+                        "spec.expose.ingress.path".into(),
+                        format!("{path:?} must not contain '//', '/./', '/../' or '%2f', nor end with '/.' or '/..'"),
+                    );
+                }
+            }
+            if let Some(c) = &ing.class_name
+                && let Some(why) = dns1123_subdomain(c)
             {
-                err("spec.expose.ingress.path".into(), format!("{path:?} must start with '/'"));
+                err("spec.expose.ingress.className".into(), format!("{c:?} {why}"));
             }
             if let Some(p) = &ing.port
                 && !has_port_name(p)
@@ -276,6 +344,9 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         for (i, a) in expose.allow_from.iter().flatten().enumerate() {
             if let Some(why) = dns1123_label(&a.namespace, 63) {
                 err(format!("spec.expose.allowFrom[{i}].namespace"), format!("{:?} {why}", a.namespace));
+            }
+            if let Some(sel) = &a.pod_selector {
+                label_selector(&format!("spec.expose.allowFrom[{i}].podSelector"), sel, &mut err);
             }
         }
     }
@@ -399,6 +470,76 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                 format!("spec.ports[{i}].appProtocol"),
                 format!("{a:?} is not an IANA service name or a domain-prefixed name: {why}"),
             );
+        }
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_ascii_lowercase().to_string() + c.as_str()).unwrap_or_default()
+}
+
+fn scaling_rules(
+    path: &str,
+    r: &k8s_openapi::api::autoscaling::v2::HPAScalingRules,
+    err: &mut impl FnMut(String, String),
+) {
+    if let Some(w) = r.stabilization_window_seconds
+        && !(0..=3600).contains(&w)
+    {
+        err(format!("{path}.stabilizationWindowSeconds"), format!("{w} is out of range 0..=3600"));
+    }
+    if let Some(p) = &r.select_policy
+        && !matches!(p.as_str(), "Max" | "Min" | "Disabled")
+    {
+        err(format!("{path}.selectPolicy"), format!("{p:?} must be Max, Min or Disabled"));
+    }
+    for (i, p) in r.policies.iter().flatten().enumerate() {
+        let at = format!("{path}.policies[{i}]");
+        if !matches!(p.type_.as_str(), "Pods" | "Percent") {
+            err(format!("{at}.type"), format!("{:?} must be Pods or Percent", p.type_));
+        }
+        if p.value < 1 {
+            err(format!("{at}.value"), format!("{} must be at least 1", p.value));
+        }
+        if !(1..=1800).contains(&p.period_seconds) {
+            err(format!("{at}.periodSeconds"), format!("{} is out of range 1..=1800", p.period_seconds));
+        }
+    }
+}
+
+fn label_selector(
+    path: &str,
+    s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    err: &mut impl FnMut(String, String),
+) {
+    for (k, v) in s.match_labels.iter().flatten() {
+        if let Some(why) = label_key(k) {
+            err(format!("{path}.matchLabels[{k:?}]"), format!("key {why}"));
+        } else if let Some(why) = label_value(v) {
+            err(format!("{path}.matchLabels[{k:?}]"), format!("value {v:?} {why}"));
+        }
+    }
+    for (i, e) in s.match_expressions.iter().flatten().enumerate() {
+        let at = format!("{path}.matchExpressions[{i}]");
+        if let Some(why) = label_key(&e.key) {
+            err(format!("{at}.key"), format!("{:?} {why}", e.key));
+        }
+        let values = e.values.as_ref().map_or(0, Vec::len);
+        match e.operator.as_str() {
+            "In" | "NotIn" if values == 0 => {
+                err(format!("{at}.values"), format!("must not be empty with operator {}", e.operator))
+            }
+            "Exists" | "DoesNotExist" if values > 0 => {
+                err(format!("{at}.values"), format!("must be empty with operator {}", e.operator))
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            op => err(format!("{at}.operator"), format!("{op:?} must be In, NotIn, Exists or DoesNotExist")),
+        }
+        for (j, v) in e.values.iter().flatten().enumerate() {
+            if let Some(why) = label_value(v) {
+                err(format!("{at}.values[{j}]"), format!("{v:?} {why}"));
+            }
         }
     }
 }

@@ -340,14 +340,17 @@ async fn invalid_specs_are_refused_or_stalled() {
 
     // Past CEL and the operator's checks, refused by the API server when the Deployment is
     // written: reported with the server's words, and not retried until the spec changes.
-    apply_ms(&s.api, "tolerant", json!({"image": "x", "pod": {"tolerations": [{"operator": "Exists", "value": "x"}]}}))
-        .await
-        .unwrap();
+    // The message names the Microservice's field, not the Deployment's.
+    let affinity = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": ""}]}});
+    let started = Instant::now();
+    apply_ms(&s.api, "tolerant", json!({"image": "x", "pod": {"affinity": affinity}})).await.unwrap();
     wait_condition(&s.api, "tolerant", "Stalled", "True", 1).await;
+    println!("a child the API server refuses -> Stalled: {:.2}s", started.elapsed().as_secs_f64());
     let ms = s.api.get("tolerant").await.unwrap();
     let stalled = cond(&ms, "Stalled").unwrap();
     assert_eq!(stalled.reason, "ApiRejected");
-    assert!(stalled.message.contains("tolerations"), "{}", stalled.message);
+    assert!(stalled.message.contains("spec.pod.affinity.podAntiAffinity"), "{}", stalled.message);
 
     // Fixing it makes it Ready; one bad object never stopped the others.
     apply_ms(&s.api, "odd", json!({"image": "x", "healthCheck": {"path": "/h"}})).await.unwrap();

@@ -374,3 +374,70 @@ fn children_the_api_server_would_refuse_are_refused_at_the_field() {
     );
     accepted("  image: x\n  ports: [{name: web, port: 80, appProtocol: kubernetes.io/h2c}]\n");
 }
+
+#[test]
+fn exposure_autoscaling_and_env_sources_are_checked_like_their_children() {
+    refused("  image: x\n  expose: {ingress: {host: 10.0.0.1}}\n", "spec.expose.ingress.host", "not an IP address");
+    for path in ["//a", "/a/../b", "/a/.", "/a%2fb"] {
+        refused(
+            &format!("  image: x\n  expose: {{ingress: {{host: a.b, path: '{path}'}}}}\n"),
+            "spec.expose.ingress.path",
+            "must not contain",
+        );
+    }
+    accepted("  image: x\n  expose: {ingress: {host: a.b, path: /shop/v1, className: nginx}}\n");
+    refused(
+        "  image: x\n  expose: {ingress: {host: a.b, className: Nginx_1}}\n",
+        "spec.expose.ingress.className",
+        "DNS-1123",
+    );
+    refused(
+        "  image: x\n  expose: {allowFrom: [{namespace: mon, podSelector: {matchExpressions: [{key: app, operator: Like, values: [a]}]}}]}\n",
+        "spec.expose.allowFrom[0].podSelector.matchExpressions[0].operator",
+        "In, NotIn, Exists or DoesNotExist",
+    );
+    refused(
+        "  image: x\n  expose: {allowFrom: [{namespace: mon, podSelector: {matchExpressions: [{key: app, operator: In}]}}]}\n",
+        "spec.expose.allowFrom[0].podSelector.matchExpressions[0].values",
+        "must not be empty",
+    );
+    refused(
+        "  image: x\n  expose: {allowFrom: [{namespace: mon, podSelector: {matchLabels: {'a b': c}}}]}\n",
+        "spec.expose.allowFrom[0].podSelector.matchLabels[\"a b\"]",
+        "key",
+    );
+    let hpa = |behavior: &str| format!("  image: x\n  autoscaling: {{maxReplicas: 3, behavior: {behavior}}}\n");
+    refused(
+        &hpa("{scaleUp: {stabilizationWindowSeconds: 4000}}"),
+        "spec.autoscaling.behavior.scaleUp.stabilizationWindowSeconds",
+        "0..=3600",
+    );
+    refused(
+        &hpa("{scaleDown: {policies: [{type: Replicas, value: 0, periodSeconds: 0}]}}"),
+        "spec.autoscaling.behavior.scaleDown.policies[0].type",
+        "Pods or Percent",
+    );
+    refused(
+        &hpa("{scaleDown: {policies: [{type: Pods, value: 0, periodSeconds: 60}]}}"),
+        "spec.autoscaling.behavior.scaleDown.policies[0].value",
+        "at least 1",
+    );
+    refused(
+        &hpa("{scaleUp: {selectPolicy: Most}}"),
+        "spec.autoscaling.behavior.scaleUp.selectPolicy",
+        "Max, Min or Disabled",
+    );
+    refused(
+        "  image: x\n  autoscaling: {maxReplicas: 3, metrics: [{type: Pods}]}\n",
+        "spec.autoscaling.metrics[0]",
+        "needs its pods field",
+    );
+    refused(
+        "  image: x\n  autoscaling: {maxReplicas: 3, metrics: [{type: Magic}]}\n",
+        "spec.autoscaling.metrics[0].type",
+        "must be Resource",
+    );
+    refused("  image: x\n  envFrom: [{prefix: A}]\n", "spec.envFrom[0]", "exactly one of configMapRef and secretRef");
+    refused("  image: x\n  envFrom: [{secretRef: {name: Bad_Name}}]\n", "spec.envFrom[0].secretRef.name", "DNS-1123");
+    accepted("  image: x\n  envFrom: [{configMapRef: {name: settings}, prefix: APP_}]\n");
+}

@@ -64,6 +64,39 @@ impl Error {
     }
 }
 
+/// Where the fields of a rendered child come from in the Microservice, for messages of the API
+/// server about a child: the user reads the paths of the object they wrote. Longer prefixes
+/// first. List indexes of env variables and HPA metrics are those of the rendered child (which
+/// adds its own entries first), so those two keep a pointer to the rendered field.
+const FIELD_ORIGINS: [(&str, &str); 14] = [
+    ("spec.template.spec.containers[0].readinessProbe", "spec.probes.readiness (or spec.healthCheck)"),
+    ("spec.template.spec.containers[0].livenessProbe", "spec.probes.liveness (or spec.healthCheck)"),
+    ("spec.template.spec.containers[0].startupProbe", "spec.probes.startup"),
+    ("spec.template.spec.containers[0].resources", "spec.resources"),
+    ("spec.template.spec.containers[0].envFrom", "spec.envFrom"),
+    ("spec.template.spec.containers[0].env", "spec.env (rendered as the container's env)"),
+    ("spec.template.spec.containers[0].ports", "spec.ports"),
+    ("spec.template.spec.tolerations", "spec.pod.tolerations"),
+    ("spec.template.spec.affinity", "spec.pod.affinity"),
+    ("spec.template.spec.nodeSelector", "spec.pod.nodeSelector"),
+    ("spec.template.spec.topologySpreadConstraints", "spec.pod.topologySpreadConstraints"),
+    ("spec.template.metadata.annotations", "spec.pod.annotations"),
+    ("spec.template.metadata.labels", "spec.pod.labels"),
+    ("spec.behavior", "spec.autoscaling.behavior"),
+];
+
+impl Error {
+    /// The message for the Microservice's status and Events: a refusal of a child names the
+    /// Microservice's fields where they are known.
+    pub fn for_user(&self) -> String {
+        let text = self.to_string();
+        if !matches!(self, Error::Kube { source: kube::Error::Api(_), .. }) {
+            return text;
+        }
+        FIELD_ORIGINS.iter().fold(text, |t, (child, origin)| t.replace(child, origin))
+    }
+}
+
 /// The API server refused the body itself: invalid (422, 400), or a server-side apply it
 /// cannot merge (500 naming duplicate entries of a list keyed by name, such as two env
 /// variables or two identical topology spread constraints).
@@ -95,5 +128,22 @@ mod tests {
         for e in [api(500, "etcdserver: request timed out"), api(503, "unavailable"), api(429, "slow down")] {
             assert!(!e.waits_for_change(), "{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod messages {
+    use super::*;
+
+    #[test]
+    fn a_refused_child_is_reported_at_the_microservice_field() {
+        let message = "Deployment.apps \"tolerant\" is invalid: spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values[0]: Invalid value: \"a\": must be an integer";
+        let e = Error::Kube {
+            action: "apply Deployment tolerant".into(),
+            source: kube::Error::Api(kube::core::Status::failure(message, "Invalid").with_code(422).boxed()),
+        };
+        let text = e.for_user();
+        assert!(text.contains("spec.pod.affinity.nodeAffinity.requiredDuringScheduling"), "{text}");
+        assert!(!text.contains("spec.template"), "{text}");
     }
 }

@@ -78,8 +78,9 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
             db_pending = database.as_ref().is_some_and(|d| !d.ready && d.phase != "Failed");
         }
         Err(e) if e.waits_for_change() => {
-            observed.blocked = Some((e.category(), e.to_string()));
-            publish(&ctx, &ms, EventType::Warning, e.category(), &e.to_string()).await;
+            let message = e.for_user();
+            publish(&ctx, &ms, EventType::Warning, e.category(), &message).await;
+            observed.blocked = Some((e.category(), message));
         }
         // Transient: keep the last status; the error policy retries.
         Err(_) => {}
@@ -111,7 +112,12 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     }
 
     let database_classes = if ms.spec.database.is_some() { database_classes(ctx).await? } else { Vec::new() };
-    let world = World { microservices: ctx.store.state(), database_classes, settings: ctx.settings.clone() };
+    let world = World {
+        microservices: ctx.store.state(),
+        database_classes,
+        settings: ctx.settings.clone(),
+        ..World::default()
+    };
     let mut children = render(ms, &world)?;
 
     let mut changed: Vec<String> = Vec::new();

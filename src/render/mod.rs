@@ -10,7 +10,7 @@ mod network_policy;
 mod pdb;
 mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -84,15 +84,61 @@ pub struct World {
     pub database_classes: Vec<Arc<DatabaseClass>>,
     /// Operator settings.
     pub settings: Settings,
+    /// Lookups by name and by callee, built once on first use (leave it default): rendering
+    /// every service of a world costs time linear in the world, not its square. A World is not
+    /// changed after a lookup; build a new one instead.
+    pub index: WorldIndex,
+}
+
+/// See [`World::index`].
+#[derive(Clone, Debug, Default)]
+pub struct WorldIndex(std::sync::OnceLock<Arc<Index>>);
+
+#[derive(Debug, Default)]
+struct Index {
+    /// Position of the first Microservice of each namespace/name.
+    by_name: HashMap<(String, String), usize>,
+    /// Callers of each namespace/name, sorted and without duplicates.
+    callers: HashMap<(String, String), Vec<Caller>>,
 }
 
 impl World {
+    fn index(&self) -> &Index {
+        self.index.0.get_or_init(|| {
+            let mut index = Index::default();
+            for (i, m) in self.microservices.iter().enumerate() {
+                let (Some(ns), Some(name)) = (m.metadata.namespace.as_deref(), m.metadata.name.as_deref()) else {
+                    continue;
+                };
+                index.by_name.entry((ns.to_string(), name.to_string())).or_insert(i);
+                if m.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let mut called = HashSet::new();
+                for d in m.spec.dependencies.iter().flatten() {
+                    // A caller's first dependency on a callee is the one that counts.
+                    if let Some(target) = d.target(ns).filter(|t| *t != (ns, name) && called.insert(*t)) {
+                        index.callers.entry((target.0.to_string(), target.1.to_string())).or_default().push(Caller {
+                            namespace: ns.to_string(),
+                            name: name.to_string(),
+                            port: d.port.clone(),
+                        });
+                    }
+                }
+            }
+            for callers in index.callers.values_mut() {
+                // Stable: of two objects with the same name, the first listed stays.
+                callers.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+                callers.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+            }
+            Arc::new(index)
+        })
+    }
+
     /// The Microservice `namespace/name`, if known.
     pub fn find(&self, namespace: &str, name: &str) -> Option<&Microservice> {
-        self.microservices
-            .iter()
-            .map(Arc::as_ref)
-            .find(|m| m.metadata.namespace.as_deref() == Some(namespace) && m.metadata.name.as_deref() == Some(name))
+        let i = *self.index().by_name.get(&(namespace.to_string(), name.to_string()))?;
+        self.microservices.get(i).map(Arc::as_ref)
     }
 
     /// Problems only the world shows: children of `ms` that would carry the same name as another
@@ -140,22 +186,7 @@ impl World {
     /// Services that list `namespace/name` as a dependency, with the port name they asked for,
     /// sorted by namespace and name so rendering is deterministic.
     pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
-        let mut callers: Vec<Caller> = self
-            .microservices
-            .iter()
-            .filter(|m| m.metadata.deletion_timestamp.is_none())
-            .filter_map(|m| {
-                let caller_ns = m.metadata.namespace.as_deref()?;
-                let caller_name = m.metadata.name.as_deref()?;
-                let dep =
-                    m.spec.dependencies.iter().flatten().find(|d| d.target(caller_ns) == Some((namespace, name)))?;
-                Some(Caller { namespace: caller_ns.to_string(), name: caller_name.to_string(), port: dep.port.clone() })
-            })
-            .filter(|c| !(c.namespace == namespace && c.name == name))
-            .collect();
-        callers.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        callers.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
-        callers
+        self.index().callers.get(&(namespace.to_string(), name.to_string())).cloned().unwrap_or_default()
     }
 }
 
