@@ -54,6 +54,11 @@ bench:
 	@$(MAKE) --no-print-directory cluster-up >/dev/null
 	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test --release --test cluster_scale -- --ignored --nocapture
 
+## `flotilla render` of 1k to 8k services: CPU, wall time, peak RSS (a release build).
+.PHONY: bench-render
+bench-render: build
+	@scripts/render-bench.sh
+
 ## Prove the suite steady: `make test` RUNS times (default 5) with LOAD busy processes (default 2)
 ## on the cores; prints passes and failures per test.
 .PHONY: repeat
