@@ -109,8 +109,51 @@ fn expand(paths: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
     files
 }
 
+/// The largest document read: the API server takes no request body larger than 3 MiB
+/// (`--max-request-bytes`), so no larger object can be applied, and refusing it before parsing
+/// keeps memory proportional to what could be applied.
+pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
+
+/// The 1-based index of the first document of `text` larger than [`MAX_DOCUMENT_BYTES`] and the
+/// bytes read of it when that was seen, splitting at `---` lines as `kubectl` does.
+fn oversized_document(text: &str) -> Option<(usize, usize)> {
+    if text.len() <= MAX_DOCUMENT_BYTES {
+        return None;
+    }
+    let (mut document, mut size, mut content) = (1, 0, false);
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("---") && line[3..].trim().is_empty() {
+            if content {
+                document += 1;
+            }
+            (size, content) = (0, false);
+            continue;
+        }
+        size += line.len();
+        content |= !line.trim().is_empty() && !line.trim_start().starts_with('#');
+        if size > MAX_DOCUMENT_BYTES {
+            return Some((document, size));
+        }
+    }
+    None
+}
+
 /// Parses one YAML stream into `out`, appending every problem to `errors`.
 pub fn load_str(text: &str, file: &Path, namespace: Option<&str>, out: &mut Manifests, errors: &mut Vec<LoadError>) {
+    if let Some((document, seen)) = oversized_document(text) {
+        errors.push(LoadError {
+            file: file.to_path_buf(),
+            document,
+            error: FieldError::new(
+                ".",
+                format!(
+                    "the document is larger than {MAX_DOCUMENT_BYTES} bytes (over {seen} read before stopping), the \
+                     most the API server takes in one object; nothing of this file was read"
+                ),
+            ),
+        });
+        return;
+    }
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
         let mut fail = |error: FieldError| errors.push(LoadError { file: file.to_path_buf(), document, error });

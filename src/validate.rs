@@ -116,8 +116,9 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                 Some(_) => {}
             }
             if given.iter().filter(|(_, set)| *set).count() > 1 {
-                err(path, "must set only the field its type names".into());
+                err(path.clone(), "must set only the field its type names".into());
             }
+            metric_targets(&path, m, &mut err);
         }
         for (field, v) in [("cpu", a.cpu), ("memory", a.memory)] {
             if let Some(v) = v
@@ -197,6 +198,26 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
     }
 
     // Dependencies.
+    for (path, len, max) in [
+        ("spec.dependencies", spec.dependencies.as_ref().map_or(0, Vec::len), 50),
+        ("spec.expose.allowFrom", spec.expose.as_ref().and_then(|e| e.allow_from.as_ref()).map_or(0, Vec::len), 50),
+    ] {
+        if len > max {
+            err(path.into(), format!("has {len} entries; at most {max} are allowed"));
+        }
+    }
+    for (i, d) in spec.dependencies.iter().flatten().enumerate() {
+        if let Some(n) = d.external.as_ref().and_then(|x| x.ports.as_ref()).map(Vec::len)
+            && n > 20
+        {
+            err(format!("spec.dependencies[{i}].external.ports"), format!("has {n} ports; at most 20 are allowed"));
+        }
+    }
+    if spec.dependencies.as_ref().is_some_and(|d| d.len() > 1000) {
+        // Checking each entry of an absurd list costs time and memory for nothing: the count is
+        // the error.
+        return;
+    }
     let mut env_names: BTreeMap<String, String> = BTreeMap::new();
     for (i, d) in spec.dependencies.iter().flatten().enumerate() {
         let path = format!("spec.dependencies[{i}]");
@@ -276,6 +297,9 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         }
         if e.value.as_deref().is_some_and(|v| !v.is_empty()) && e.value_from.is_some() {
             err(path.clone(), "set value or valueFrom, not both".into());
+        }
+        if let Some(from) = &e.value_from {
+            env_source(&format!("{path}.valueFrom"), from, &mut err);
         }
     }
     for (i, e) in spec.env_from.iter().flatten().enumerate() {
@@ -426,6 +450,9 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         for (i, t) in pod.tolerations.iter().flatten().enumerate() {
             toleration(&format!("spec.pod.tolerations[{i}]"), t, &mut err);
         }
+        if let Some(a) = &pod.affinity {
+            affinity("spec.pod.affinity", a, &mut err);
+        }
         let mut spreads = BTreeMap::new();
         for (i, c) in pod.topology_spread_constraints.iter().flatten().enumerate() {
             let path = format!("spec.pod.topologySpreadConstraints[{i}]");
@@ -440,6 +467,13 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                     format!("{path}.whenUnsatisfiable"),
                     format!("{:?} must be DoNotSchedule or ScheduleAnyway", c.when_unsatisfiable),
                 );
+            }
+            if let Some(d) = c.min_domains {
+                if d < 1 {
+                    err(format!("{path}.minDomains"), format!("{d} must be at least 1"));
+                } else if c.when_unsatisfiable != "DoNotSchedule" {
+                    err(format!("{path}.minDomains"), "applies only with whenUnsatisfiable: DoNotSchedule".into());
+                }
             }
             if let Some(first) = spreads.insert((c.topology_key.as_str(), c.when_unsatisfiable.as_str()), i) {
                 err(
@@ -544,6 +578,290 @@ fn label_selector(
     }
 }
 
+/// What the API server checks in a pod's affinity (ValidateAffinity in Kubernetes' validation).
+fn affinity(path: &str, a: &k8s_openapi::api::core::v1::Affinity, err: &mut impl FnMut(String, String)) {
+    use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PodAffinityTerm};
+    fn weight(path: &str, w: i32, err: &mut impl FnMut(String, String)) {
+        if !(1..=100).contains(&w) {
+            err(format!("{path}.weight"), format!("{w} is out of range 1..=100"));
+        }
+    }
+    fn requirement(path: &str, r: &NodeSelectorRequirement, field: bool, err: &mut impl FnMut(String, String)) {
+        let values = r.values.as_deref().unwrap_or_default();
+        if field {
+            if r.key != "metadata.name" {
+                err(
+                    format!("{path}.key"),
+                    format!("{:?}: the only field a node can be selected by is metadata.name", r.key),
+                );
+            }
+            if !matches!(r.operator.as_str(), "In" | "NotIn") {
+                err(format!("{path}.operator"), format!("{:?} must be In or NotIn for a field", r.operator));
+            } else if values.len() != 1 {
+                err(format!("{path}.values"), "must hold exactly one value for a field".into());
+            }
+            return;
+        }
+        if let Some(why) = label_key(&r.key) {
+            err(format!("{path}.key"), format!("{:?} {why}", r.key));
+        }
+        match r.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                err(format!("{path}.values"), format!("must not be empty with operator {}", r.operator))
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                err(format!("{path}.values"), format!("must be empty with operator {}", r.operator))
+            }
+            "Gt" | "Lt" if values.len() != 1 || values[0].parse::<i64>().is_err() => {
+                err(format!("{path}.values"), format!("must be one integer with operator {}", r.operator))
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
+            op => err(format!("{path}.operator"), format!("{op:?} must be In, NotIn, Exists, DoesNotExist, Gt or Lt")),
+        }
+        for (j, v) in values.iter().enumerate() {
+            if let Some(why) = label_value(v) {
+                err(format!("{path}.values[{j}]"), format!("{v:?} {why}"));
+            }
+        }
+    }
+    fn term(path: &str, t: &NodeSelectorTerm, err: &mut impl FnMut(String, String)) {
+        for (i, r) in t.match_expressions.iter().flatten().enumerate() {
+            requirement(&format!("{path}.matchExpressions[{i}]"), r, false, err);
+        }
+        for (i, r) in t.match_fields.iter().flatten().enumerate() {
+            requirement(&format!("{path}.matchFields[{i}]"), r, true, err);
+        }
+    }
+    fn pod_term(path: &str, t: &PodAffinityTerm, err: &mut impl FnMut(String, String)) {
+        if t.topology_key.is_empty() {
+            err(format!("{path}.topologyKey"), "is required (a node label such as kubernetes.io/hostname)".into());
+        } else if let Some(why) = label_key(&t.topology_key) {
+            err(format!("{path}.topologyKey"), format!("{:?} {why}", t.topology_key));
+        }
+        if let Some(s) = &t.label_selector {
+            label_selector(&format!("{path}.labelSelector"), s, err);
+        }
+        if let Some(s) = &t.namespace_selector {
+            label_selector(&format!("{path}.namespaceSelector"), s, err);
+        }
+        for (i, n) in t.namespaces.iter().flatten().enumerate() {
+            if let Some(why) = dns1123_label(n, 63) {
+                err(format!("{path}.namespaces[{i}]"), format!("{n:?} {why}"));
+            }
+        }
+        let (matching, mismatching) =
+            (t.match_label_keys.as_deref().unwrap_or_default(), t.mismatch_label_keys.as_deref().unwrap_or_default());
+        for (field, keys) in [("matchLabelKeys", matching), ("mismatchLabelKeys", mismatching)] {
+            if !keys.is_empty() && t.label_selector.is_none() {
+                err(format!("{path}.{field}"), "needs labelSelector".into());
+            }
+            for (i, k) in keys.iter().enumerate() {
+                if let Some(why) = label_key(k) {
+                    err(format!("{path}.{field}[{i}]"), format!("{k:?} {why}"));
+                }
+            }
+        }
+        for (i, k) in mismatching.iter().enumerate() {
+            if matching.contains(k) {
+                err(format!("{path}.mismatchLabelKeys[{i}]"), format!("{k:?} is in matchLabelKeys too"));
+            }
+        }
+    }
+    if let Some(n) = &a.node_affinity {
+        let at = format!("{path}.nodeAffinity");
+        if let Some(req) = &n.required_during_scheduling_ignored_during_execution {
+            let at = format!("{at}.requiredDuringSchedulingIgnoredDuringExecution");
+            if req.node_selector_terms.is_empty() {
+                err(format!("{at}.nodeSelectorTerms"), "must hold at least one term".into());
+            }
+            for (i, t) in req.node_selector_terms.iter().enumerate() {
+                term(&format!("{at}.nodeSelectorTerms[{i}]"), t, err);
+            }
+        }
+        for (i, p) in n.preferred_during_scheduling_ignored_during_execution.iter().flatten().enumerate() {
+            let at = format!("{at}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+            weight(&at, p.weight, err);
+            term(&format!("{at}.preference"), &p.preference, err);
+        }
+    }
+    for (field, terms) in [
+        (
+            "podAffinity",
+            a.pod_affinity.as_ref().map(|p| {
+                (
+                    &p.required_during_scheduling_ignored_during_execution,
+                    &p.preferred_during_scheduling_ignored_during_execution,
+                )
+            }),
+        ),
+        (
+            "podAntiAffinity",
+            a.pod_anti_affinity.as_ref().map(|p| {
+                (
+                    &p.required_during_scheduling_ignored_during_execution,
+                    &p.preferred_during_scheduling_ignored_during_execution,
+                )
+            }),
+        ),
+    ] {
+        let Some((required, preferred)) = terms else { continue };
+        let at = format!("{path}.{field}");
+        for (i, t) in required.iter().flatten().enumerate() {
+            pod_term(&format!("{at}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"), t, err);
+        }
+        for (i, w) in preferred.iter().flatten().enumerate() {
+            let at = format!("{at}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+            weight(&at, w.weight, err);
+            pod_term(&format!("{at}.podAffinityTerm"), &w.pod_affinity_term, err);
+        }
+    }
+}
+
+/// An env var's `valueFrom`, as the API server checks it in a container.
+fn env_source(path: &str, from: &k8s_openapi::api::core::v1::EnvVarSource, err: &mut impl FnMut(String, String)) {
+    let set = [
+        from.field_ref.is_some(),
+        from.resource_field_ref.is_some(),
+        from.config_map_key_ref.is_some(),
+        from.secret_key_ref.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        err(
+            path.to_string(),
+            "must set exactly one of fieldRef, resourceFieldRef, configMapKeyRef and secretKeyRef".into(),
+        );
+    }
+    if let Some(f) = &from.field_ref {
+        let p = f.field_path.as_str();
+        let subscripted = ["metadata.labels['", "metadata.annotations['"]
+            .iter()
+            .find_map(|pre| p.strip_prefix(pre).and_then(|rest| rest.strip_suffix("']")));
+        let ok = matches!(
+            p,
+            "metadata.name"
+                | "metadata.namespace"
+                | "metadata.uid"
+                | "metadata.labels"
+                | "metadata.annotations"
+                | "spec.nodeName"
+                | "spec.serviceAccountName"
+                | "status.hostIP"
+                | "status.hostIPs"
+                | "status.podIP"
+                | "status.podIPs"
+        ) || subscripted.is_some_and(|k| label_key(k).is_none());
+        if !ok {
+            err(
+                format!("{path}.fieldRef.fieldPath"),
+                format!(
+                    "{p:?} is not a field a container can read: metadata.name, metadata.namespace, metadata.uid, metadata.labels['<key>'], metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, status.hostIP(s), status.podIP(s)"
+                ),
+            );
+        }
+    }
+    if let Some(r) = &from.resource_field_ref {
+        let ok = matches!(
+            r.resource.as_str(),
+            "limits.cpu"
+                | "limits.memory"
+                | "limits.ephemeral-storage"
+                | "requests.cpu"
+                | "requests.memory"
+                | "requests.ephemeral-storage"
+        ) || r.resource.starts_with("limits.hugepages-")
+            || r.resource.starts_with("requests.hugepages-");
+        if !ok {
+            err(
+                format!("{path}.resourceFieldRef.resource"),
+                format!("{:?} must be limits.<cpu|memory|ephemeral-storage> or requests.<…>", r.resource),
+            );
+        }
+    }
+    for (field, name, key) in [
+        (
+            "configMapKeyRef",
+            from.config_map_key_ref.as_ref().map(|r| &r.name),
+            from.config_map_key_ref.as_ref().map(|r| &r.key),
+        ),
+        ("secretKeyRef", from.secret_key_ref.as_ref().map(|r| &r.name), from.secret_key_ref.as_ref().map(|r| &r.key)),
+    ] {
+        let (Some(name), Some(key)) = (name, key) else { continue };
+        if let Some(why) = dns1123_subdomain(name) {
+            err(format!("{path}.{field}.name"), format!("{name:?} {why}"));
+        }
+        if key.is_empty()
+            || key.len() > 253
+            || key == "."
+            || key == ".."
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            err(
+                format!("{path}.{field}.key"),
+                format!("{key:?} must be 1 to 253 of the characters a-z, A-Z, 0-9, '-', '_' and '.'"),
+            );
+        }
+    }
+}
+
+/// The targets of one HPA metric, as the API server checks them.
+fn metric_targets(path: &str, m: &k8s_openapi::api::autoscaling::v2::MetricSpec, err: &mut impl FnMut(String, String)) {
+    use k8s_openapi::api::autoscaling::v2::MetricTarget;
+    fn target(path: &str, t: &MetricTarget, err: &mut impl FnMut(String, String)) {
+        let path = format!("{path}.target");
+        match t.type_.as_str() {
+            "Utilization" | "Value" | "AverageValue" => {}
+            other => err(format!("{path}.type"), format!("{other:?} must be Utilization, Value or AverageValue")),
+        }
+        if let Some(u) = t.average_utilization
+            && u < 1
+        {
+            err(format!("{path}.averageUtilization"), format!("{u} must be at least 1"));
+        }
+        for (field, q) in [("value", &t.value), ("averageValue", &t.average_value)] {
+            if let Some(q) = q
+                && !parse_quantity(&q.0).is_some_and(|v| v > 0.0)
+            {
+                err(format!("{path}.{field}"), format!("{:?} must be a positive quantity", q.0));
+            }
+        }
+        let wanted = match t.type_.as_str() {
+            "Utilization" => Some(("averageUtilization", t.average_utilization.is_some())),
+            "Value" => Some(("value", t.value.is_some())),
+            "AverageValue" => Some(("averageValue", t.average_value.is_some())),
+            _ => None,
+        };
+        if let Some((field, false)) = wanted {
+            err(format!("{path}.{field}"), format!("is required with type {}", t.type_));
+        }
+    }
+    fn metric_name(path: &str, name: &str, err: &mut impl FnMut(String, String)) {
+        if name.is_empty() {
+            err(format!("{path}.metric.name"), "is required".into());
+        }
+    }
+    if let Some(r) = &m.resource {
+        if r.name.is_empty() {
+            err(format!("{path}.resource.name"), "is required".into());
+        }
+        target(&format!("{path}.resource"), &r.target, err);
+    }
+    if let Some(r) = &m.container_resource {
+        target(&format!("{path}.containerResource"), &r.target, err);
+    }
+    if let Some(p) = &m.pods {
+        metric_name(&format!("{path}.pods"), &p.metric.name, err);
+        target(&format!("{path}.pods"), &p.target, err);
+    }
+    if let Some(o) = &m.object {
+        metric_name(&format!("{path}.object"), &o.metric.name, err);
+        target(&format!("{path}.object"), &o.target, err);
+    }
+    if let Some(e) = &m.external {
+        metric_name(&format!("{path}.external"), &e.metric.name, err);
+        target(&format!("{path}.external"), &e.target, err);
+    }
+}
+
 fn toleration(path: &str, t: &k8s_openapi::api::core::v1::Toleration, err: &mut impl FnMut(String, String)) {
     let operator = t.operator.as_deref().unwrap_or("Equal");
     let effect = t.effect.as_deref().unwrap_or("");
@@ -587,6 +905,9 @@ fn resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut imp
             }
             match (q.0.strip_prefix('-').map(parse_quantity), parse_quantity(&q.0)) {
                 (Some(Some(_)), _) => err(path, format!("{:?} must not be negative", q.0)),
+                (None, Some(v)) if !standard && v.fract() != 0.0 => {
+                    err(path, format!("{:?} must be a whole number for an extended resource", q.0))
+                }
                 (None, Some(v)) => {
                     parsed.insert((field, name.as_str()), v);
                 }
@@ -595,6 +916,18 @@ fn resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut imp
         }
     }
     for (name, request) in parsed.iter().filter(|((f, _), _)| *f == "requests").map(|((_, n), v)| (*n, *v)) {
+        // Extended resources (not cpu, memory, ephemeral-storage or hugepages) cannot be
+        // overcommitted: whole numbers, and a request needs an equal limit.
+        let extended = name.contains('/') && !name.starts_with("kubernetes.io/") && !name.starts_with("requests.");
+        if extended && parsed.get(&("limits", name)) != Some(&request) {
+            err(
+                format!("spec.resources.limits[{name:?}]"),
+                format!(
+                    "must be set and equal to spec.resources.requests[{name:?}] (an extended resource cannot be overcommitted)"
+                ),
+            );
+            continue;
+        }
         if let Some(limit) = parsed.get(&("limits", name))
             && request > *limit
         {
@@ -615,6 +948,13 @@ fn probe(path: &str, kind: &str, p: &k8s_openapi::api::core::v1::Probe, err: &mu
     }
     if kind != "readiness" && p.success_threshold.is_some_and(|s| s != 1) {
         err(format!("{path}.successThreshold"), format!("must be 1 for a {kind} probe"));
+    }
+    match p.termination_grace_period_seconds {
+        Some(_) if kind == "readiness" => {
+            err(format!("{path}.terminationGracePeriodSeconds"), "must not be set on a readiness probe".into())
+        }
+        Some(t) if t < 1 => err(format!("{path}.terminationGracePeriodSeconds"), format!("{t} must be at least 1")),
+        _ => {}
     }
     for (field, v) in [
         ("initialDelaySeconds", p.initial_delay_seconds),

@@ -128,3 +128,29 @@ fn a_database_without_its_class_among_the_files_is_warned_about() {
         "{stderr}"
     );
 }
+
+/// An absurd file is refused quickly with one clear error, before it is parsed: a document larger
+/// than the API server takes, and a list far over its limit.
+#[test]
+fn absurd_input_is_refused_before_it_costs_memory() {
+    let dir = std::env::temp_dir().join(format!("flotilla-absurd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let head = "apiVersion: flotilla.dev/v1alpha1\nkind: Microservice\nmetadata: {name: a}\nspec:\n  image: x\n  dependencies:\n";
+    for (file, entries, words) in [
+        ("huge.yaml", 1_000_000, "larger than 3145728 bytes"),
+        ("long.yaml", 60_000, "spec.dependencies: has 60000 entries; at most 50 are allowed"),
+    ] {
+        let path = dir.join(file);
+        let mut text = String::from(head);
+        for i in 0..entries {
+            text.push_str(&format!("  - service: s{i}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = flotilla(&["render", "-f", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(out.is_empty(), "{file}: nothing is rendered");
+        assert!(err.contains(words), "{file}: {err}");
+        assert_eq!(err.lines().count(), 1, "{file}: one error, not one per entry: {}", &err[..err.len().min(500)]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

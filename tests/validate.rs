@@ -339,7 +339,35 @@ fn children_the_api_server_would_refuse_are_refused_at_the_field() {
     );
     refused("  image: x\n  resources: {requests: {cpu: lots}}\n", "spec.resources.requests[\"cpu\"]", "not a quantity");
     refused("  image: x\n  resources: {requests: {memory: -1Mi}}\n", "spec.resources.requests[\"memory\"]", "negative");
-    accepted("  image: x\n  resources: {requests: {cpu: 500m, nvidia.com/gpu: 1}, limits: {cpu: '1'}}\n");
+    accepted(
+        "  image: x\n  resources: {requests: {cpu: 500m, nvidia.com/gpu: 1}, limits: {cpu: '1', nvidia.com/gpu: 1}}\n",
+    );
+    // An extended resource cannot be overcommitted: a request needs an equal limit, whole numbers.
+    refused(
+        "  image: x\n  resources: {requests: {nvidia.com/gpu: 1}}\n",
+        "spec.resources.limits[\"nvidia.com/gpu\"]",
+        "cannot be overcommitted",
+    );
+    refused(
+        "  image: x\n  resources: {limits: {nvidia.com/gpu: 500m}}\n",
+        "spec.resources.limits[\"nvidia.com/gpu\"]",
+        "whole number",
+    );
+    refused(
+        "  image: x\n  env: [{name: X, valueFrom: {fieldRef: {fieldPath: spec.bogus}}}]\n",
+        "spec.env[0].valueFrom.fieldRef.fieldPath",
+        "not a field a container can read",
+    );
+    refused(
+        "  image: x\n  probes: {readiness: {tcpSocket: {port: 80}, terminationGracePeriodSeconds: 5}}\n  ports: [{name: http, port: 80}]\n",
+        "spec.probes.readiness.terminationGracePeriodSeconds",
+        "readiness",
+    );
+    refused(
+        "  image: x\n  pod: {affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: ''}]}}}\n",
+        "spec.pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey",
+        "is required",
+    );
     // Probes and ports.
     refused("  image: x\n  probes: {readiness: {periodSeconds: 5}}\n", "spec.probes.readiness", "needs one of");
     refused(
