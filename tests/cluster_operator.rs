@@ -339,18 +339,72 @@ async fn invalid_specs_are_refused_or_stalled() {
     .await;
 
     // Past CEL and the operator's checks, refused by the API server when the Deployment is
-    // written: reported with the server's words, and not retried until the spec changes.
-    // The message names the Microservice's field, not the Deployment's.
-    let affinity = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-        {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": ""}]}});
+    // written — here by a platform's admission policy, which no check of ours can know: reported
+    // with the server's words, and not retried until the spec changes.
+    let ns = s.ns.name().to_string();
+    let policy = format!("{ns}-no-forbidden");
+    operator::apply_yaml(
+        &s.client,
+        &format!(
+            r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {policy}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}]
+  validations:
+  - expression: "!has(object.spec.template.metadata.annotations) || !('example.com/forbidden' in object.spec.template.metadata.annotations)"
+    message: the platform forbids annotation example.com/forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {policy}}}
+spec:
+  policyName: {policy}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+"#
+        ),
+        None,
+    )
+    .await;
+    let _cleanup = {
+        let policy = policy.clone();
+        support::Cleanup::new(move |client| async move {
+            use k8s_openapi::api::admissionregistration::v1::{
+                ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+            };
+            let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .delete(&policy, &DeleteParams::default())
+                .await;
+            let _ = Api::<ValidatingAdmissionPolicy>::all(client).delete(&policy, &DeleteParams::default()).await;
+        })
+    };
+    // The API server loads a new policy a moment later: wait until it refuses a probe.
+    let probe: Deployment = serde_json::from_value(json!({"metadata": {"name": "probe"}, "spec": {
+        "selector": {"matchLabels": {"a": "b"}},
+        "template": {"metadata": {"labels": {"a": "b"}, "annotations": {"example.com/forbidden": "x"}},
+                     "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
+    .unwrap();
+    let deployments = s.ns.api::<Deployment>();
+    wait_for("the admission policy in force", Duration::from_secs(30), || async {
+        let dry = PostParams { dry_run: true, ..Default::default() };
+        matches!(deployments.create(&dry, &probe).await, Err(kube::Error::Api(e)) if e.message.contains("forbids"))
+    })
+    .await;
     let started = Instant::now();
-    apply_ms(&s.api, "tolerant", json!({"image": "x", "pod": {"affinity": affinity}})).await.unwrap();
+    let pod = json!({"annotations": {"example.com/forbidden": "x"}});
+    apply_ms(&s.api, "tolerant", json!({"image": "x", "pod": pod})).await.unwrap();
     wait_condition(&s.api, "tolerant", "Stalled", "True", 1).await;
     println!("a child the API server refuses -> Stalled: {:.2}s", started.elapsed().as_secs_f64());
     let ms = s.api.get("tolerant").await.unwrap();
     let stalled = cond(&ms, "Stalled").unwrap();
     assert_eq!(stalled.reason, "ApiRejected");
-    assert!(stalled.message.contains("spec.pod.affinity.podAntiAffinity"), "{}", stalled.message);
+    assert!(stalled.message.contains("forbids annotation example.com/forbidden"), "{}", stalled.message);
+    assert!(s.ns.api::<Deployment>().get_opt("tolerant").await.unwrap().is_none());
 
     // Fixing it makes it Ready; one bad object never stopped the others.
     apply_ms(&s.api, "odd", json!({"image": "x", "healthCheck": {"path": "/h"}})).await.unwrap();
