@@ -206,13 +206,6 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             err(path.into(), format!("has {len} entries; at most {max} are allowed"));
         }
     }
-    for (i, d) in spec.dependencies.iter().flatten().enumerate() {
-        if let Some(n) = d.external.as_ref().and_then(|x| x.ports.as_ref()).map(Vec::len)
-            && n > 20
-        {
-            err(format!("spec.dependencies[{i}].external.ports"), format!("has {n} ports; at most 20 are allowed"));
-        }
-    }
     if spec.dependencies.as_ref().is_some_and(|d| d.len() > 1000) {
         // Checking each entry of an absurd list costs time and memory for nothing: the count is
         // the error.
@@ -226,6 +219,11 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                 err(path.clone(), "must set exactly one of service or external".into());
             }
             _ => {}
+        }
+        if let Some(n) = d.external.as_ref().and_then(|x| x.ports.as_ref()).map(Vec::len)
+            && n > 20
+        {
+            err(format!("{path}.external.ports"), format!("has {n} ports; at most 20 are allowed"));
         }
         if let Some(svc) = &d.service {
             if let Some(why) = dns1035_label(svc, 63) {
@@ -890,6 +888,12 @@ fn toleration(path: &str, t: &k8s_openapi::api::core::v1::Toleration, err: &mut 
     }
 }
 
+/// An extended resource (a domain-prefixed name outside kubernetes.io, such as nvidia.com/gpu)
+/// cannot be overcommitted: whole numbers only, and a request needs an equal limit.
+fn is_extended_resource(name: &str) -> bool {
+    name.contains('/') && !name.contains("kubernetes.io/")
+}
+
 fn resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut impl FnMut(String, String)) {
     let mut parsed: BTreeMap<(&str, &str), f64> = BTreeMap::new();
     for (field, list) in [("limits", &r.limits), ("requests", &r.requests)] {
@@ -905,7 +909,7 @@ fn resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut imp
             }
             match (q.0.strip_prefix('-').map(parse_quantity), parse_quantity(&q.0)) {
                 (Some(Some(_)), _) => err(path, format!("{:?} must not be negative", q.0)),
-                (None, Some(v)) if !standard && v.fract() != 0.0 => {
+                (None, Some(v)) if is_extended_resource(name) && v.fract() != 0.0 => {
                     err(path, format!("{:?} must be a whole number for an extended resource", q.0))
                 }
                 (None, Some(v)) => {
@@ -916,10 +920,7 @@ fn resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut imp
         }
     }
     for (name, request) in parsed.iter().filter(|((f, _), _)| *f == "requests").map(|((_, n), v)| (*n, *v)) {
-        // Extended resources (not cpu, memory, ephemeral-storage or hugepages) cannot be
-        // overcommitted: whole numbers, and a request needs an equal limit.
-        let extended = name.contains('/') && !name.starts_with("kubernetes.io/") && !name.starts_with("requests.");
-        if extended && parsed.get(&("limits", name)) != Some(&request) {
+        if is_extended_resource(name) && parsed.get(&("limits", name)) != Some(&request) {
             err(
                 format!("spec.resources.limits[{name:?}]"),
                 format!(
