@@ -28,6 +28,13 @@ use flotilla::render::{Settings, World, preview};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
+#[path = "support/rng.rs"]
+mod rng;
+#[path = "support/tool.rs"]
+mod tool;
+
+use rng::Rng;
+
 type Labels = BTreeMap<String, String>;
 
 // ---------------------------------------------------------------------------------------------
@@ -36,25 +43,7 @@ type Labels = BTreeMap<String, String>;
 /// The engine's binary, built (or found in the cache) once per test process.
 fn engine() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let bin = BIN.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netpol-engine/build.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            return Err(format!(
-                "{} failed ({}); this test needs the Go toolchain to build the NetworkPolicy engine:\n{stderr}",
-                script.display(),
-                out.status
-            ));
-        }
-        eprint!("{stderr}");
-        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if path.is_file() { Ok(path) } else { Err(format!("{} printed no binary: {path:?}", script.display())) }
-    });
+    let bin = BIN.get_or_init(|| tool::build("tests/netpol-engine/build.sh", "the NetworkPolicy engine"));
     match bin {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
@@ -704,88 +693,7 @@ fn example_worlds() -> Vec<Input> {
         .collect()
 }
 
-/// SplitMix64: a tiny deterministic generator, so a seed means the same world forever.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-    fn shuffle<T>(&mut self, xs: &mut [T]) {
-        for i in (1..xs.len()).rev() {
-            xs.swap(i, self.below(i + 1));
-        }
-    }
-}
-
-const CLASSES: &str = r#"
-apiVersion: flotilla.dev/v1alpha1
-kind: DatabaseClass
-metadata: {name: postgres, annotations: {flotilla.dev/is-default-class: "true"}}
-spec: {engine: postgres, provisioner: embedded, embedded: {image: "postgres:17"}}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: DatabaseClass
-metadata: {name: mysql}
-spec: {engine: mysql, provisioner: embedded, embedded: {image: "mysql:8.4"}}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: DatabaseClass
-metadata: {name: redis}
-spec: {engine: redis, provisioner: embedded, embedded: {image: "redis:7"}}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: DatabaseClass
-metadata: {name: cnpg}
-spec:
-  engine: postgres
-  provisioner: claim
-  claim:
-    apiVersion: postgresql.cnpg.io/v1
-    kind: Cluster
-    spec: {instances: 1, storage: {size: "${storage}"}}
-    connectionSecret: {name: "${name}-app"}
-    podSelector: {cnpg.io/cluster: "${name}"}
-    port: 5432
----
-apiVersion: flotilla.dev/v1alpha1
-kind: DatabaseClass
-metadata: {name: pgo}
-spec:
-  engine: postgres
-  provisioner: claim
-  claim:
-    apiVersion: postgres-operator.crunchydata.com/v1beta1
-    kind: PostgresCluster
-    spec: {postgresVersion: 16}
-    connectionSecret: {name: "${name}-pguser"}
-    podSelector: {postgres-operator.crunchydata.com/cluster: "${name}"}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: DatabaseClass
-metadata: {name: xp}
-spec:
-  engine: mysql
-  provisioner: claim
-  claim:
-    apiVersion: database.example.org/v1alpha1
-    kind: MySQLInstance
-    spec: {parameters: {storageGB: "${storage}"}}
-    connectionSecret: {name: "${name}-conn"}
-"#;
+const CLASSES: &str = include_str!("fixtures/database-classes.yaml");
 
 /// A generated world: several namespaces, services calling each other with and without ports,
 /// allowFrom by namespace and pod selector, external networks with and without ports, databases
