@@ -2,14 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use std::time::Duration;
 
 use flotilla::controller::{LeaderElection, RunConfig};
-use flotilla::render::{Settings, World, preview, to_yaml};
+use flotilla::render::{Settings, preview, to_yaml};
 
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "One Microservice object becomes everything the service needs")]
@@ -138,11 +137,7 @@ fn render_files(files: &[PathBuf], namespace: Option<&str>) -> ExitCode {
     for s in &manifests.skipped {
         eprintln!("skipped (not a Flotilla object): {s}");
     }
-    let world = World {
-        microservices: manifests.microservices.iter().cloned().map(Arc::new).collect(),
-        database_classes: manifests.database_classes.iter().cloned().map(Arc::new).collect(),
-        ..World::default()
-    };
+    let world = manifests.world();
     let mut values = Vec::new();
     let mut failed = false;
     for ms in &manifests.microservices {

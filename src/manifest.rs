@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
 use crate::api::{DatabaseClass, Microservice};
+use crate::render::World;
 use crate::validate::{FieldError, validate};
 
 /// What a set of files holds.
@@ -25,6 +28,16 @@ pub struct Manifests {
 }
 
 impl Manifests {
+    /// The world these files are rendered in, as `flotilla render` does: their Microservices and
+    /// DatabaseClasses, and the default settings.
+    pub fn world(&self) -> World {
+        World {
+            microservices: self.microservices.iter().cloned().map(Arc::new).collect(),
+            database_classes: self.database_classes.iter().cloned().map(Arc::new).collect(),
+            ..World::default()
+        }
+    }
+
     /// Records that `kind` `namespace/name` was read at `file`, document `document`; when it
     /// already was, the error names the first place.
     fn claim(

@@ -8,7 +8,7 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::{MAX_NAME_LEN, Microservice, MicroserviceSpec};
+use crate::api::{MAX_NAME_LEN, Microservice, MicroserviceSpec, Protocol};
 use crate::render::deployment::DATABASE_ENV;
 use crate::render::{dependency_env_name, effective_ports, is_reserved_label};
 
@@ -176,6 +176,28 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                 err("spec.healthCheck.port".into(), format!("{n} is out of range 1..=65535"));
             }
             _ => {}
+        }
+        // HTTP and TCP checks need a TCP port.
+        let probed = match &hc.port {
+            Some(IntOrString::String(n)) => ports.iter().find(|p| &p.name == n),
+            Some(IntOrString::Int(_)) => None,
+            None => ports.first(),
+        };
+        if let Some(p) = probed.filter(|p| p.protocol.is_some_and(|x| x != Protocol::TCP)) {
+            let field = if hc.port.is_some() { "spec.healthCheck.port" } else { "spec.healthCheck" };
+            err(
+                field.into(),
+                format!(
+                    "probes port {:?}, which is {}: HTTP and TCP checks need a TCP port (set spec.healthCheck.port)",
+                    p.name,
+                    p.protocol.map_or("TCP", Protocol::as_str)
+                ),
+            );
+        }
+        if let Some(path) = &hc.liveness_path
+            && !path.starts_with('/')
+        {
+            err("spec.healthCheck.livenessPath".into(), format!("{path:?} must start with '/'"));
         }
     }
 
@@ -450,6 +472,44 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         }
         if let Some(a) = &pod.affinity {
             affinity("spec.pod.affinity", a, &mut err);
+        }
+        if let Some(id) = &pod.security_context {
+            for (field, value, min) in
+                [("runAsUser", id.run_as_user, 1), ("runAsGroup", id.run_as_group, 0), ("fsGroup", id.fs_group, 0)]
+            {
+                match value {
+                    Some(0) if min == 1 => err(
+                        format!("spec.pod.securityContext.{field}"),
+                        "0 is root, and the pod runs as non-root: choose a user ID above 0 (above 10000 keeps clear of the node's own users)".into(),
+                    ),
+                    Some(v) if !(min..=i64::from(i32::MAX)).contains(&v) => err(
+                        format!("spec.pod.securityContext.{field}"),
+                        format!("{v} is out of range {min}..={}", i32::MAX),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(size) = &pod.tmp_size_limit {
+            match parse_quantity(size) {
+                Some(v) if v > 0.0 => {
+                    if let Some((limit, l)) = ephemeral_limit(spec.resources.as_ref())
+                        && v > l
+                    {
+                        err(
+                            "spec.pod.tmpSizeLimit".into(),
+                            format!(
+                                "{size:?} is more than the container's ephemeral-storage limit {limit:?}: the pod would be evicted before /tmp is full"
+                            ),
+                        );
+                    }
+                }
+                Some(_) => err("spec.pod.tmpSizeLimit".into(), format!("{size:?} must be greater than zero")),
+                None => err(
+                    "spec.pod.tmpSizeLimit".into(),
+                    format!("{size:?} is not a quantity; write it like 512Mi or 2Gi"),
+                ),
+            }
         }
         let mut spreads = BTreeMap::new();
         for (i, c) in pod.topology_spread_constraints.iter().flatten().enumerate() {
@@ -886,6 +946,15 @@ fn toleration(path: &str, t: &k8s_openapi::api::core::v1::Toleration, err: &mut 
     if t.toleration_seconds.is_some() && effect != "NoExecute" {
         err(format!("{path}.tolerationSeconds"), "applies only to effect NoExecute".into());
     }
+}
+
+/// The container's ephemeral-storage limit as written and in bytes: the given one, or the
+/// default when `resources` does not name ephemeral-storage at all.
+fn ephemeral_limit(r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>) -> Option<(String, f64)> {
+    let r = crate::render::deployment::resources(r);
+    let limit = r.limits?.get("ephemeral-storage")?.0.clone();
+    let bytes = parse_quantity(&limit)?;
+    Some((limit, bytes))
 }
 
 /// An extended resource (a domain-prefixed name outside kubernetes.io, such as nvidia.com/gpu)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use flotilla::api::Microservice;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -123,6 +123,22 @@ async fn embedded_databases_of_each_engine_are_bound_and_ready() {
         assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
         let psc = spec.template.spec.as_ref().unwrap().security_context.as_ref().unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
+        // Its own ServiceAccount, without a token, made before its pod (which would otherwise be
+        // refused); no password in the environment where the engine reads a file.
+        let sa = ns.api::<ServiceAccount>().get(&format!("{svc}-db")).await.expect("the database's ServiceAccount");
+        assert_eq!(sa.automount_service_account_token, Some(false));
+        assert_eq!(sa.owner_references()[0].name, svc);
+        let pod = ns.api::<Pod>().get(&format!("{svc}-db-0")).await.expect("the database's pod");
+        let pod_spec = pod.spec.unwrap();
+        assert_eq!(pod_spec.service_account_name.as_deref(), Some(format!("{svc}-db").as_str()));
+        let env = pod_spec.containers[0].env.clone().unwrap_or_default();
+        if engine != "redis" {
+            let from_password = |e: &&k8s_openapi::api::core::v1::EnvVar| {
+                e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).is_some_and(|r| r.key == "password")
+            };
+            assert!(!env.iter().any(|e| from_password(&e)), "{engine}: the password in a variable: {env:?}");
+            assert!(env.iter().any(|e| e.name.ends_with("_PASSWORD_FILE")), "{engine}: no password file: {env:?}");
+        }
 
         // The claim is really bound by the cluster's binder, at the requested size.
         let pvc = ns.api::<PersistentVolumeClaim>().get(&format!("data-{svc}-db-0")).await.unwrap();
@@ -484,6 +500,7 @@ async fn retain_adopt_delete_and_operator_down() {
         anyhow::Ok(
             env_secret_ref(&d, "DATABASE_URL").is_none()
                 && statefulsets.get_opt("detach-db").await?.is_none()
+                && ns.api::<ServiceAccount>().get_opt("detach-db").await?.is_none()
                 && !ms.finalizers().iter().any(|f| f == "flotilla.dev/database-retention")
                 && pvcs.get_opt("data-detach-db-0").await?.is_some_and(|p| p.metadata.deletion_timestamp.is_none())
                 && secrets
@@ -635,7 +652,7 @@ async fn clashing_names_fail_closed_and_every_pod_passes_the_restricted_profile(
         .await
         .unwrap();
     wait_cond(&api, "worker", "Ready", "True").await;
-    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>().list(&ListParams::default()).await.unwrap();
+    let pods = ns.api::<Pod>().list(&ListParams::default()).await.unwrap();
     assert!(pods.items.len() >= 2, "the service's and the database's pods run under the restricted profile");
     apply_ms(&api, "worker-db", json!({"image": "registry.example/worker-db:1"})).await.unwrap();
     let ms = wait_reason(&api, "worker-db", "Stalled", "True", Some("InvalidSpec")).await;

@@ -20,12 +20,11 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla::api::Microservice;
 use flotilla::manifest::{Manifests, load_str};
-use flotilla::render::{World, preview};
+use flotilla::render::preview;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -160,6 +159,20 @@ fn catalogue() -> Vec<Mutation> {
             "pod.topologySpreadConstraints",
             json!([{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}]),
         ),
+        // pod.spread, pod.securityContext, pod.tmpSizeLimit, healthCheck.livenessPath
+        m("pod.spread", "pod.spread", json!("Disabled")),
+        m("pod.spread", "pod.spread", json!("Sometimes")),
+        m("pod.securityContext", "pod.securityContext", json!({"runAsUser": 0})),
+        m("pod.securityContext", "pod.securityContext", json!({"runAsUser": 10001, "runAsGroup": 0, "fsGroup": 10001})),
+        m("pod.securityContext", "pod.securityContext", json!({"runAsGroup": -1})),
+        m("pod.securityContext", "pod.securityContext", json!({"fsGroup": 4294967296u64})),
+        m("pod.tmpSizeLimit", "pod.tmpSizeLimit", json!("64Mi")),
+        m("pod.tmpSizeLimit", "pod.tmpSizeLimit", json!("0")),
+        m("pod.tmpSizeLimit", "pod.tmpSizeLimit", json!("lots")),
+        m("pod.tmpSizeLimit", "pod.tmpSizeLimit", json!("4Gi")),
+        m("healthCheck", "healthCheck", json!({"path": "/ready", "livenessPath": "/livez"})),
+        m("healthCheck", "healthCheck", json!({"path": "/ready", "livenessPath": "livez"})),
+        m("healthCheck", "healthCheck", json!({"path": "/ready", "port": "admin", "livenessPath": "/livez"})),
         // env
         m("env", "env", json!([{"name": "A=B", "value": "v"}])),
         m("env", "env", json!([{"name": "", "value": "v"}])),
@@ -441,11 +454,7 @@ fn cli(namespace: &str, name: &str, spec: &Value) -> Result<Vec<Value>, Vec<(Str
     if !errors.is_empty() {
         return Err(errors.into_iter().map(|e| (e.error.path, e.error.message)).collect());
     }
-    let world = World {
-        microservices: out.microservices.iter().cloned().map(Arc::new).collect(),
-        database_classes: out.database_classes.iter().cloned().map(Arc::new).collect(),
-        ..World::default()
-    };
+    let world = out.world();
     let ms: &Microservice =
         out.microservices.iter().find(|m| m.metadata.name.as_deref() == Some(name)).expect("the case is loaded");
     preview(ms, &world).map_err(|e| e.0.into_iter().map(|f| (f.path, f.message)).collect())

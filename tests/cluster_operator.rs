@@ -95,6 +95,15 @@ async fn create_update_drift_and_delete() {
     let pods = s.ns.api::<Pod>().list(&ListParams::default().labels("flotilla.dev/microservice=web")).await.unwrap();
     let running = pods.items.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
     assert_eq!(running.count(), 2, "two pods Running");
+    // The default spread reaches the pods, and the real scheduler puts them on two nodes, in two
+    // zones (the local cluster's nodes are in zone-0, zone-1 and zone-2).
+    let nodes: std::collections::BTreeSet<_> =
+        pods.items.iter().filter_map(|p| p.spec.as_ref()?.node_name.clone()).collect();
+    assert_eq!(nodes.len(), 2, "replicas on different nodes: {nodes:?}");
+    let pod_spec = pods.items[0].spec.as_ref().unwrap();
+    let spread = pod_spec.topology_spread_constraints.as_ref().expect("a topology spread constraint");
+    assert_eq!(spread[0].topology_key, "kubernetes.io/hostname");
+    assert!(pod_spec.affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref()).is_some());
     let status = ms.status.clone().unwrap();
     assert_eq!(status.ready_replicas, Some(2));
     assert_eq!(status.selector.as_deref(), Some("flotilla.dev/microservice=web"));

@@ -2,18 +2,13 @@
 //! Regenerate with `UPDATE_GOLDEN=1 cargo test --test golden` and read the diff.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use flotilla::render::{World, preview, to_yaml};
+use flotilla::render::{preview, to_yaml};
 
 fn render_dir(dir: &str) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let m = flotilla::manifest::load(&[root.join(dir)], None).unwrap_or_else(|e| panic!("{dir} loads: {e:?}"));
-    let world = World {
-        microservices: m.microservices.iter().cloned().map(Arc::new).collect(),
-        database_classes: m.database_classes.iter().cloned().map(Arc::new).collect(),
-        ..World::default()
-    };
+    let world = m.world();
     let mut values = Vec::new();
     for ms in &m.microservices {
         values.extend(preview(ms, &world).expect("example is valid"));

@@ -71,7 +71,7 @@ prop_compose! {
             replicas,
             autoscaling,
             dependencies: deps,
-            health_check: health.map(|path| HealthCheck { path, port: None }),
+            health_check: health.map(|path| HealthCheck { path, ..Default::default() }),
             ..Default::default()
         });
         ms.metadata.namespace = Some(namespace);

@@ -124,6 +124,62 @@ fn health_check_rules() {
     );
     refused("  image: x\n  healthCheck: {path: /h, port: 0}\n", "spec.healthCheck.port", "out of range");
     accepted("  image: x\n  healthCheck: {path: /h, port: 9999}\n");
+    refused(
+        "  image: x\n  healthCheck: {path: /h, livenessPath: livez}\n",
+        "spec.healthCheck.livenessPath",
+        "start with '/'",
+    );
+    accepted("  image: x\n  healthCheck: {path: /h, livenessPath: /livez}\n");
+    // HTTP and TCP checks on a UDP port never succeed.
+    let udp_first = "  ports: [{name: dns, port: 53, protocol: UDP}, {name: http, port: 8080}]\n";
+    refused(
+        &format!("  image: x\n{udp_first}  healthCheck: {{path: /h}}\n"),
+        "spec.healthCheck",
+        "\"dns\", which is UDP",
+    );
+    refused(
+        &format!("  image: x\n{udp_first}  healthCheck: {{path: /h, port: dns}}\n"),
+        "spec.healthCheck.port",
+        "need a TCP port",
+    );
+    accepted(&format!("  image: x\n{udp_first}  healthCheck: {{path: /h, port: http}}\n"));
+}
+
+#[test]
+fn pod_identity_rules() {
+    refused(
+        "  image: x\n  pod: {securityContext: {runAsUser: 0}}\n",
+        "spec.pod.securityContext.runAsUser",
+        "0 is root",
+    );
+    refused(
+        "  image: x\n  pod: {securityContext: {runAsGroup: -1}}\n",
+        "spec.pod.securityContext.runAsGroup",
+        "out of range 0..=2147483647",
+    );
+    refused(
+        "  image: x\n  pod: {securityContext: {fsGroup: 2147483648}}\n",
+        "spec.pod.securityContext.fsGroup",
+        "out of range",
+    );
+    accepted("  image: x\n  pod: {securityContext: {runAsUser: 10001, runAsGroup: 0, fsGroup: 10001}}\n");
+}
+
+#[test]
+fn tmp_size_rules() {
+    refused("  image: x\n  pod: {tmpSizeLimit: big}\n", "spec.pod.tmpSizeLimit", "not a quantity");
+    refused("  image: x\n  pod: {tmpSizeLimit: '0'}\n", "spec.pod.tmpSizeLimit", "greater than zero");
+    // Above the default ephemeral-storage limit (1Gi), and above a given one.
+    refused("  image: x\n  pod: {tmpSizeLimit: 2Gi}\n", "spec.pod.tmpSizeLimit", "ephemeral-storage limit \"1Gi\"");
+    refused(
+        "  image: x\n  resources: {limits: {ephemeral-storage: 256Mi}}\n  pod: {tmpSizeLimit: 300Mi}\n",
+        "spec.pod.tmpSizeLimit",
+        "evicted before /tmp is full",
+    );
+    accepted("  image: x\n  resources: {limits: {ephemeral-storage: 8Gi}}\n  pod: {tmpSizeLimit: 4Gi}\n");
+    // Resources that do not name ephemeral-storage get the default limit.
+    accepted("  image: x\n  resources: {limits: {memory: 1Gi}}\n  pod: {tmpSizeLimit: 1Gi}\n");
+    accepted("  image: x\n  pod: {tmpSizeLimit: 64Mi, spread: Disabled}\n");
 }
 
 #[test]

@@ -182,6 +182,13 @@ pub struct HealthCheck {
     /// Port name or number to probe; the first port when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<IntOrString>,
+    /// HTTP path of a liveness check that does not follow the service's dependencies, for
+    /// example `/livez`. When absent, liveness (and startup) only check that the port accepts
+    /// TCP connections: an outage of something `path` checks makes pods unready, never restarts
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = "^/"))]
+    pub liveness_path: Option<String>,
 }
 
 /// Full probes; each replaces the one derived from `healthCheck`.
@@ -423,9 +430,55 @@ pub struct PodSettings {
     /// Scheduling affinity (core/v1 Affinity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
-    /// How pods spread across topology domains (core/v1 TopologySpreadConstraint).
+    /// How pods spread across topology domains (core/v1 TopologySpreadConstraint). When given
+    /// (even empty) it replaces the default spread over nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// `Preferred` (default): replicas prefer different nodes (a topology spread constraint on
+    /// `kubernetes.io/hostname`, ScheduleAnyway) and different zones (a preferred pod
+    /// anti-affinity on `topology.kubernetes.io/zone`, which has no effect where nodes lack
+    /// the label). `Disabled`: neither is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
+    /// User and group IDs of the pod's processes and its volumes' group. The image's user when
+    /// absent; the pod always runs as non-root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodIdentity>,
+    /// Size limit of the writable `/tmp` volume, a quantity such as `1Gi` (default `512Mi`, or
+    /// the container's ephemeral-storage limit when that is lower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))")
+        .message("spec.pod.tmpSizeLimit must be a positive quantity such as 512Mi"))]
+    pub tmp_size_limit: Option<String>,
+}
+
+/// Whether Flotilla spreads a service's replicas over nodes and zones.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Spread {
+    /// Prefer different nodes and zones; never refuse to schedule.
+    #[default]
+    Preferred,
+    /// No spreading added by Flotilla.
+    Disabled,
+}
+
+/// User and group IDs of a pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentity {
+    /// User ID the containers run as; not 0 (the pod runs as non-root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub run_as_user: Option<i64>,
+    /// Primary group ID of the containers' processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_group: Option<i64>,
+    /// Group that owns the pod's volumes, added to the processes' groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub fs_group: Option<i64>,
 }
 
 /// Observed state of a Microservice.

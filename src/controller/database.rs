@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -112,6 +112,17 @@ async fn embedded(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) -> Result<D
         let (_, o) =
             ensure(&Api::<Service>::namespaced(client.clone(), cx.namespace), &ctx.caches.services, ms, svc).await?;
         note(&mut state, "database Service", o);
+    }
+    // Its ServiceAccount before the pods that run under it are created.
+    if let Some(sa) = db.service_account.clone() {
+        let (_, o) = ensure(
+            &Api::<ServiceAccount>::namespaced(client.clone(), cx.namespace),
+            &ctx.caches.service_accounts,
+            ms,
+            sa,
+        )
+        .await?;
+        note(&mut state, "database ServiceAccount", o);
     }
     // The StatefulSet keeps the volume claim template it was created with (the API server does
     // not allow changing it); a larger `storage` expands the claim itself below.
@@ -411,6 +422,7 @@ pub async fn detach(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<
     delete_owned(&Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
     delete_owned(&Api::<Service>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
     delete_owned(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
+    delete_owned(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
     Ok(())
 }
 

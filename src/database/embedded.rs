@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -19,8 +19,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{DATABASE_LABEL, DEFAULT_STORAGE, credentials_secret_name, object_name};
 use crate::api::databaseclass::{EmbeddedProvisioner, Engine};
 use crate::api::{DatabaseSpec, DeletionPolicy};
-use crate::render::deployment::restricted_container;
-use crate::render::{Cx, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, selector_labels};
+use crate::render::deployment::{restricted_container, with_ephemeral_storage, within_ephemeral_limit};
+use crate::render::{Cx, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, SELECTOR_LABEL, selector_labels};
 
 /// The images of all three engines run as this user.
 const ENGINE_UID: i64 = 999;
@@ -31,6 +31,12 @@ fn pod_labels(cx: &Cx) -> BTreeMap<String, String> {
         (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
         (DATABASE_LABEL.to_string(), cx.name.to_string()),
     ])
+}
+
+fn claim_labels(cx: &Cx) -> BTreeMap<String, String> {
+    let mut labels = pod_labels(cx);
+    labels.insert(SELECTOR_LABEL.to_string(), cx.name.to_string());
+    labels
 }
 
 fn db_selector(cx: &Cx) -> LabelSelector {
@@ -55,59 +61,158 @@ fn secret_env(cx: &Cx, name: &str, key: &str) -> EnvVar {
     }
 }
 
-/// Where the engine keeps its data, the directories it writes besides, its environment and args.
-fn engine_setup(cx: &Cx, engine: Engine) -> (&'static str, Vec<&'static str>, Vec<EnvVar>, Option<Vec<String>>) {
+/// Where the credentials Secret is mounted in the database's container.
+pub const CREDENTIALS_DIR: &str = "/run/secrets/flotilla-db";
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+}
+
+/// What one engine needs: where it keeps its data, the directories it writes besides, its
+/// environment and arguments, and the commands that tell it is ready and that it is alive.
+struct Setup {
+    data_path: &'static str,
+    scratch: Vec<&'static str>,
+    env: Vec<EnvVar>,
+    args: Option<Vec<String>>,
+    /// Answers queries: the database may receive traffic.
+    ready: Vec<String>,
+    /// Answers at all (starting up or recovering counts), within a longer time: it need not
+    /// be restarted.
+    alive: Vec<String>,
+}
+
+fn strings(xs: &[&str]) -> Vec<String> {
+    xs.iter().map(|x| x.to_string()).collect()
+}
+
+/// The engines read their password from a file (`*_PASSWORD_FILE`) rather than from an
+/// environment variable, which every process of the container could read; Redis has no such
+/// variable and gets it as an argument.
+fn engine_setup(cx: &Cx, engine: Engine) -> Setup {
+    let password_file = format!("{CREDENTIALS_DIR}/password");
     match engine {
-        Engine::Postgres => (
-            "/var/lib/postgresql/data",
-            vec!["/var/run/postgresql"],
-            vec![
+        Engine::Postgres => Setup {
+            data_path: "/var/lib/postgresql/data",
+            scratch: vec!["/var/run/postgresql"],
+            env: vec![
                 secret_env(cx, "POSTGRES_USER", "username"),
-                secret_env(cx, "POSTGRES_PASSWORD", "password"),
+                plain_env("POSTGRES_PASSWORD_FILE", &password_file),
                 secret_env(cx, "POSTGRES_DB", "database"),
-                EnvVar {
-                    name: "PGDATA".into(),
-                    value: Some("/var/lib/postgresql/data/pgdata".into()),
-                    ..Default::default()
-                },
+                plain_env("PGDATA", "/var/lib/postgresql/data/pgdata"),
+                // pg_isready connects as this user to this database (over 127.0.0.1, which the
+                // image trusts), so the checks log no failed connection.
+                secret_env(cx, "PGUSER", "username"),
+                secret_env(cx, "PGDATABASE", "database"),
             ],
-            None,
-        ),
-        Engine::Mysql => (
-            "/var/lib/mysql",
-            vec!["/var/run/mysqld"],
-            vec![
+            args: None,
+            ready: strings(&["pg_isready", "--quiet", "--host=127.0.0.1", "--timeout=2"]),
+            // 0: accepting connections, 1: rejecting them (starting up, recovering): alive.
+            alive: strings(&["sh", "-c", "pg_isready --quiet --host=127.0.0.1 --timeout=5; [ $? -le 1 ]"]),
+        },
+        Engine::Mysql => Setup {
+            data_path: "/var/lib/mysql",
+            scratch: vec!["/var/run/mysqld"],
+            env: vec![
                 secret_env(cx, "MYSQL_USER", "username"),
-                secret_env(cx, "MYSQL_PASSWORD", "password"),
+                plain_env("MYSQL_PASSWORD_FILE", &password_file),
                 secret_env(cx, "MYSQL_DATABASE", "database"),
-                EnvVar { name: "MYSQL_RANDOM_ROOT_PASSWORD".into(), value: Some("yes".into()), ..Default::default() },
+                plain_env("MYSQL_RANDOM_ROOT_PASSWORD", "yes"),
             ],
-            None,
-        ),
-        Engine::Redis => (
-            "/data",
-            vec![],
-            vec![secret_env(cx, "REDIS_PASSWORD", "password")],
-            Some(vec!["--requirepass".into(), "$(REDIS_PASSWORD)".into(), "--appendonly".into(), "yes".into()]),
-        ),
+            args: None,
+            // `mysqladmin ping` succeeds whenever the server answers, even "access denied".
+            ready: strings(&["mysqladmin", "ping", "--silent", "--host=127.0.0.1", "--connect-timeout=2"]),
+            alive: strings(&["mysqladmin", "ping", "--silent", "--host=127.0.0.1", "--connect-timeout=5"]),
+        },
+        Engine::Redis => Setup {
+            data_path: "/data",
+            scratch: vec![],
+            env: vec![
+                secret_env(cx, "REDIS_PASSWORD", "password"),
+                // redis-cli authenticates with this variable, so the checks need no argument.
+                secret_env(cx, "REDISCLI_AUTH", "password"),
+            ],
+            args: Some(strings(&["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes"])),
+            ready: strings(&["sh", "-c", "[ \"$(redis-cli -h 127.0.0.1 ping)\" = PONG ]"]),
+            // Any reply (LOADING while it reads its data, too) means alive.
+            alive: strings(&["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q ."]),
+        },
+    }
+}
+
+/// Ephemeral-storage request and limit of a database container, unless its class names them.
+pub const DATABASE_EPHEMERAL_STORAGE: (&str, &str) = ("256Mi", "2Gi");
+/// Size limit of the database's `/tmp` (MySQL writes large temporary tables there).
+pub const DATABASE_TMP_SIZE_LIMIT: &str = "1Gi";
+/// Size limit of the database's run directories (a socket, a lock and a pid file).
+pub const DATABASE_RUN_SIZE_LIMIT: &str = "64Mi";
+
+/// The database's own ServiceAccount: it calls no Kubernetes API, so it gets no token.
+pub(super) fn service_account(cx: &Cx) -> ServiceAccount {
+    ServiceAccount {
+        metadata: cx.meta(&object_name(cx.name)),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }
+}
+
+fn empty_dir(name: &str, size: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity(size.into())), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn exec_probe(command: Vec<String>, period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction { command: Some(command) }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Default::default()
     }
 }
 
 pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db: &DatabaseSpec) -> StatefulSet {
-    let (data_path, scratch, env, args) = engine_setup(cx, engine);
-    let mut volumes =
-        vec![Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }];
-    let mut mounts = vec![
-        VolumeMount { name: "data".into(), mount_path: data_path.into(), ..Default::default() },
-        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
-    ];
-    for (i, dir) in scratch.iter().enumerate() {
-        let name = format!("run{i}");
-        volumes.push(Volume {
-            name: name.clone(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
+    let setup = engine_setup(cx, engine);
+    let resources = with_ephemeral_storage(
+        e.resources.clone().unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), Quantity("100m".into())),
+                ("memory".into(), Quantity("256Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
             ..Default::default()
-        });
+        }),
+        DATABASE_EPHEMERAL_STORAGE,
+    );
+    let mut volumes = vec![
+        empty_dir("tmp", within_ephemeral_limit(DATABASE_TMP_SIZE_LIMIT, &resources)),
+        Volume {
+            name: "credentials".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(credentials_secret_name(cx.name)),
+                // Owned by root, readable by the engine's group (fsGroup) only.
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount { name: "data".into(), mount_path: setup.data_path.into(), ..Default::default() },
+        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+        VolumeMount {
+            name: "credentials".into(),
+            mount_path: CREDENTIALS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ];
+    for (i, dir) in setup.scratch.iter().enumerate() {
+        let name = format!("run{i}");
+        volumes.push(empty_dir(&name, DATABASE_RUN_SIZE_LIMIT));
         mounts.push(VolumeMount { name, mount_path: (*dir).into(), ..Default::default() });
     }
     let policy = match db.deletion_policy.unwrap_or_default() {
@@ -129,6 +234,7 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels(cx)), ..Default::default() }),
                 spec: Some(PodSpec {
+                    service_account_name: Some(object_name(cx.name)),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
@@ -142,27 +248,25 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
                     containers: vec![Container {
                         name: engine.binding_type().into(),
                         image: Some(e.image.clone()),
-                        args,
-                        env: Some(env),
+                        args: setup.args,
+                        env: Some(setup.env),
                         ports: Some(vec![ContainerPort {
                             name: Some("db".into()),
                             container_port: port,
                             protocol: Some("TCP".into()),
                             ..Default::default()
                         }]),
-                        readiness_probe: Some(Probe {
+                        readiness_probe: Some(exec_probe(setup.ready, 5, 3, 3)),
+                        // A database that has not answered for a minute is restarted.
+                        liveness_probe: Some(exec_probe(setup.alive, 10, 6, 6)),
+                        // Up to 10 minutes to initialise or recover before liveness takes over.
+                        startup_probe: Some(Probe {
                             tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(port), host: None }),
                             period_seconds: Some(5),
+                            failure_threshold: Some(120),
                             ..Default::default()
                         }),
-                        resources: Some(e.resources.clone().unwrap_or_else(|| ResourceRequirements {
-                            requests: Some(BTreeMap::from([
-                                ("cpu".into(), Quantity("100m".into())),
-                                ("memory".into(), Quantity("256Mi".into())),
-                            ])),
-                            limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
-                            ..Default::default()
-                        })),
+                        resources: Some(resources),
                         security_context: Some(restricted_container()),
                         volume_mounts: Some(mounts),
                         ..Default::default()
@@ -172,7 +276,13 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
                 }),
             },
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta { name: Some("data".into()), labels: Some(cx.labels()), ..Default::default() },
+                // The pods' labels, plus the owning service's selector label, which marks the
+                // claim as that service's data.
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    labels: Some(claim_labels(cx)),
+                    ..Default::default()
+                },
                 spec: Some(PersistentVolumeClaimSpec {
                     access_modes: Some(vec!["ReadWriteOnce".into()]),
                     storage_class_name: e.storage_class_name.clone(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::api::databaseclass::{DEFAULT_CLASS_ANNOTATION, Engine, Provisioner};
@@ -199,7 +199,8 @@ pub struct DatabaseChildren {
     pub engine: Engine,
     pub provisioner: Provisioner,
     pub deletion_policy: DeletionPolicy,
-    /// Embedded: the StatefulSet, its headless Service and NetworkPolicy.
+    /// Embedded: the database's ServiceAccount, StatefulSet, headless Service and NetworkPolicy.
+    pub service_account: Option<ServiceAccount>,
     pub stateful_set: Option<StatefulSet>,
     pub service: Option<Service>,
     pub network_policy: Option<NetworkPolicy>,
@@ -217,6 +218,7 @@ pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassP
         engine: class.spec.engine,
         provisioner: class.spec.provisioner,
         deletion_policy: db.deletion_policy.unwrap_or_default(),
+        service_account: None,
         stateful_set: None,
         service: None,
         network_policy: None,
@@ -228,6 +230,7 @@ pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassP
                 "InvalidClass",
                 format!("DatabaseClass {class_name} has provisioner embedded but no embedded section"),
             ))?;
+            out.service_account = Some(embedded::service_account(cx));
             out.stateful_set = Some(embedded::stateful_set(cx, class.spec.engine, e, &db));
             out.service = Some(embedded::headless_service(cx, class.spec.engine));
             out.network_policy = Some(embedded::network_policy(cx, class.spec.engine));

@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecretProjection, SecurityContext, Volume, VolumeMount, VolumeProjection,
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretProjection, SecurityContext, TCPSocketAction,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Cx, callee_port, dependency_env_name, selector_labels, service_url};
+use crate::api::{PodSettings, Protocol, Spread};
 use crate::database;
 
 /// Default time a rollout may go without progress before it counts as failed.
@@ -22,6 +24,8 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
     let spec = cx.spec;
     let rollout = spec.rollout.clone().unwrap_or_default();
     let pod = spec.pod.clone().unwrap_or_default();
+    let identity = pod.security_context.clone().unwrap_or_default();
+    let resources = resources(spec.resources.as_ref());
 
     let mut pod_labels = cx.labels();
     for (k, v) in pod.labels.iter().flatten() {
@@ -57,15 +61,18 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
+                        run_as_user: identity.run_as_user,
+                        run_as_group: identity.run_as_group,
+                        fs_group: identity.fs_group,
                         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                         ..Default::default()
                     }),
-                    containers: vec![container(cx)],
-                    volumes: Some(volumes(cx)),
+                    containers: vec![container(cx, &resources)],
+                    volumes: Some(volumes(cx, &resources)),
                     node_selector: pod.node_selector.clone(),
                     tolerations: pod.tolerations.clone(),
-                    affinity: pod.affinity.clone(),
-                    topology_spread_constraints: pod.topology_spread_constraints.clone(),
+                    affinity: affinity(cx, &pod),
+                    topology_spread_constraints: topology_spread(cx, &pod),
                     ..Default::default()
                 }),
             },
@@ -75,23 +82,115 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
     }
 }
 
-fn container(cx: &Cx) -> Container {
-    let spec = cx.spec;
-    let probes = spec.probes.clone().unwrap_or_default();
-    let http = spec.health_check.as_ref().map(|hc| HTTPGetAction {
-        path: Some(hc.path.clone()),
-        port: hc.port.clone().unwrap_or_else(|| IntOrString::String(cx.ports[0].name.clone())),
+/// Label of the topology domain "node"; every node carries it.
+pub const HOSTNAME_TOPOLOGY: &str = "kubernetes.io/hostname";
+/// Label of the topology domain "zone"; cloud nodes carry it, many others do not.
+pub const ZONE_TOPOLOGY: &str = "topology.kubernetes.io/zone";
+
+/// The default spread over nodes: balance replicas (maxSkew 1) but never refuse to schedule.
+/// `pod-template-hash` keeps a rollout's new pods balanced among themselves. Only the hostname:
+/// a node missing any constrained key is left out of spread scoring, so a zone constraint here
+/// would switch spreading off entirely on clusters whose nodes have no zone label.
+fn topology_spread(cx: &Cx, pod: &PodSettings) -> Option<Vec<TopologySpreadConstraint>> {
+    if let Some(own) = &pod.topology_spread_constraints {
+        return Some(own.clone());
+    }
+    if pod.spread == Some(Spread::Disabled) {
+        return None;
+    }
+    Some(vec![TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: HOSTNAME_TOPOLOGY.into(),
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(LabelSelector { match_labels: Some(selector_labels(cx.name)), ..Default::default() }),
+        match_label_keys: Some(vec!["pod-template-hash".into()]),
+        ..Default::default()
+    }])
+}
+
+/// The user's affinity, plus the default spread over zones: a preferred anti-affinity, which
+/// scores nodes by how many replicas their zone already runs and does nothing where nodes have
+/// no zone label. A `podAntiAffinity` of the user's replaces it.
+fn affinity(cx: &Cx, pod: &PodSettings) -> Option<Affinity> {
+    let mut affinity = pod.affinity.clone();
+    if pod.spread == Some(Spread::Disabled) || affinity.as_ref().is_some_and(|a| a.pod_anti_affinity.is_some()) {
+        return affinity;
+    }
+    affinity.get_or_insert_with(Affinity::default).pod_anti_affinity = Some(PodAntiAffinity {
+        preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+            weight: 100,
+            pod_affinity_term: PodAffinityTerm {
+                topology_key: ZONE_TOPOLOGY.into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(selector_labels(cx.name)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        }]),
         ..Default::default()
     });
-    let shorthand = |period: i32, failures: i32| {
-        http.clone().map(|h| Probe {
-            http_get: Some(h),
-            period_seconds: Some(period),
-            failure_threshold: Some(failures),
-            timeout_seconds: Some(1),
-            ..Default::default()
-        })
+    affinity
+}
+
+/// The probes: given ones win; from `healthCheck`, readiness asks the HTTP path while liveness
+/// and startup ask `livenessPath` or only the port (TCP), so that a failing dependency checked
+/// by `path` takes pods out of the Service without restarting them all; without either, a
+/// service that declares ports is ready once its first TCP port accepts connections.
+fn probes(cx: &Cx) -> (Option<Probe>, Option<Probe>, Option<Probe>) {
+    let spec = cx.spec;
+    let given = spec.probes.clone().unwrap_or_default();
+    let probe = |action: &ProbeAction, period: i32, failures: i32| Probe {
+        http_get: match action {
+            ProbeAction::Http(path, port) => {
+                Some(HTTPGetAction { path: Some(path.clone()), port: port.clone(), ..Default::default() })
+            }
+            ProbeAction::Tcp(_) => None,
+        },
+        tcp_socket: match action {
+            ProbeAction::Tcp(port) => Some(TCPSocketAction { port: port.clone(), host: None }),
+            ProbeAction::Http(..) => None,
+        },
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(1),
+        ..Default::default()
     };
+    let (ready, live) = match &spec.health_check {
+        Some(hc) => {
+            let port = hc.port.clone().unwrap_or_else(|| IntOrString::String(cx.ports[0].name.clone()));
+            let live = match &hc.liveness_path {
+                Some(path) => ProbeAction::Http(path.clone(), port.clone()),
+                None => ProbeAction::Tcp(port.clone()),
+            };
+            (Some(ProbeAction::Http(hc.path.clone(), port)), Some(live))
+        }
+        None => {
+            let first_tcp = spec
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.protocol.unwrap_or(Protocol::TCP) == Protocol::TCP)
+                .map(|p| ProbeAction::Tcp(IntOrString::String(p.name.clone())));
+            (first_tcp, None)
+        }
+    };
+    (
+        given.readiness.or_else(|| ready.as_ref().map(|a| probe(a, 5, 3))),
+        given.liveness.or_else(|| live.as_ref().map(|a| probe(a, 10, 3))),
+        // Up to 5 minutes to start before liveness takes over.
+        given.startup.or_else(|| live.as_ref().map(|a| probe(a, 5, 60))),
+    )
+}
+
+enum ProbeAction {
+    Http(String, IntOrString),
+    Tcp(IntOrString),
+}
+
+fn container(cx: &Cx, resources: &ResourceRequirements) -> Container {
+    let spec = cx.spec;
+    let (readiness_probe, liveness_probe, startup_probe) = probes(cx);
 
     Container {
         name: cx.name.into(),
@@ -111,11 +210,10 @@ fn container(cx: &Cx) -> Container {
         ),
         env: Some(env(cx)).filter(|e| !e.is_empty()),
         env_from: spec.env_from.clone(),
-        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
-        readiness_probe: probes.readiness.or_else(|| shorthand(5, 3)),
-        liveness_probe: probes.liveness.or_else(|| shorthand(10, 3)),
-        // Up to 5 minutes to start before liveness takes over.
-        startup_probe: probes.startup.or_else(|| shorthand(5, 60)),
+        resources: Some(resources.clone()),
+        readiness_probe,
+        liveness_probe,
+        startup_probe,
         security_context: Some(restricted_container()),
         volume_mounts: Some(volume_mounts(cx)),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -189,9 +287,18 @@ pub const DATABASE_ENV: [(&str, &str); 6] = [
     ("DB_NAME", "database"),
 ];
 
-fn volumes(cx: &Cx) -> Vec<Volume> {
-    let mut v =
-        vec![Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }];
+fn volumes(cx: &Cx, resources: &ResourceRequirements) -> Vec<Volume> {
+    let size = cx.spec.pod.as_ref().and_then(|p| p.tmp_size_limit.clone());
+    let mut v = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(
+                size.unwrap_or_else(|| within_ephemeral_limit(DEFAULT_TMP_SIZE_LIMIT, resources).to_string()),
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
     if cx.spec.database.is_some() {
         v.push(Volume {
             name: "binding-db".into(),
@@ -224,6 +331,11 @@ fn volume_mounts(cx: &Cx) -> Vec<VolumeMount> {
     m
 }
 
+/// Default size limit of the `/tmp` volume.
+pub const DEFAULT_TMP_SIZE_LIMIT: &str = "512Mi";
+/// Default ephemeral-storage request and limit of a service's container.
+pub const DEFAULT_EPHEMERAL_STORAGE: (&str, &str) = ("128Mi", "1Gi");
+
 /// Requests that let the scheduler and the HPA work, and a memory limit that keeps one leaking
 /// pod from starving its node. No CPU limit: throttling hurts latency more than it protects.
 pub fn default_resources() -> ResourceRequirements {
@@ -234,5 +346,39 @@ pub fn default_resources() -> ResourceRequirements {
         ])),
         limits: Some(BTreeMap::from([("memory".into(), Quantity("256Mi".into()))])),
         ..Default::default()
+    }
+}
+
+/// The container's resources: the given ones or [`default_resources`], with an ephemeral-storage
+/// request and limit added unless the given ones name ephemeral-storage, so that no pod can
+/// fill its node's disk.
+pub fn resources(given: Option<&ResourceRequirements>) -> ResourceRequirements {
+    with_ephemeral_storage(given.cloned().unwrap_or_else(default_resources), DEFAULT_EPHEMERAL_STORAGE)
+}
+
+/// `r` with an ephemeral-storage `(request, limit)` added unless it names ephemeral-storage.
+pub fn with_ephemeral_storage(mut r: ResourceRequirements, (request, limit): (&str, &str)) -> ResourceRequirements {
+    let names = |m: &Option<BTreeMap<String, Quantity>>| m.as_ref().is_some_and(|m| m.contains_key(EPHEMERAL));
+    if !names(&r.requests) && !names(&r.limits) {
+        r.requests.get_or_insert_with(Default::default).insert(EPHEMERAL.into(), Quantity(request.into()));
+        r.limits.get_or_insert_with(Default::default).insert(EPHEMERAL.into(), Quantity(limit.into()));
+    }
+    r
+}
+
+const EPHEMERAL: &str = "ephemeral-storage";
+
+/// `size`, or the container's ephemeral-storage limit when that is lower: the kubelet evicts a
+/// pod whose volumes and logs pass the limit, so a larger `/tmp` would never be reached.
+pub fn within_ephemeral_limit<'a>(size: &'a str, r: &'a ResourceRequirements) -> &'a str {
+    match r.limits.as_ref().and_then(|l| l.get(EPHEMERAL)) {
+        Some(limit)
+            if crate::validate::parse_quantity(&limit.0)
+                .zip(crate::validate::parse_quantity(size))
+                .is_some_and(|(l, s)| l < s) =>
+        {
+            &limit.0
+        }
+        _ => size,
     }
 }
