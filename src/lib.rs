@@ -2,7 +2,7 @@
 
 pub mod api;
 pub mod controller;
-pub mod database;
+pub mod hash;
 pub mod manifest;
 pub mod metrics;
 pub mod render;

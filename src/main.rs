@@ -142,12 +142,12 @@ fn render_files(files: &[PathBuf], namespace: Option<&str>) -> ExitCode {
     let mut failed = false;
     for ms in &manifests.microservices {
         if ms.spec.database.is_some()
-            && let Err((_, why)) = flotilla::database::resolve_class(ms, &world.database_classes)
+            && let Err((_, why)) = flotilla::render::database::resolve_class(ms, &world.database_classes)
         {
             eprintln!(
                 "warning: {}/{}: spec.database: {why} among the files given: its database and the Secret its \
                  Deployment reads are not rendered (the operator takes the class from the cluster)",
-                ms.metadata.namespace.as_deref().unwrap_or_default(),
+                ms.ns(),
                 ms.metadata.name.as_deref().unwrap_or_default()
             );
         }

@@ -8,9 +8,9 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::api::contract::{DATABASE_ENV, dependency_env_name, is_reserved_label};
+use crate::api::defaults::parse_quantity;
 use crate::api::{MAX_NAME_LEN, Microservice, MicroserviceSpec, Protocol};
-use crate::render::deployment::DATABASE_ENV;
-use crate::render::{dependency_env_name, effective_ports, is_reserved_label};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         );
     }
     if let Some(a) = &spec.autoscaling {
-        let min = a.min_replicas.unwrap_or(1);
+        let min = a.min();
         if !(1..=1000).contains(&min) {
             err("spec.autoscaling.minReplicas".into(), format!("{min} is out of range 1..=1000"));
         }
@@ -152,7 +152,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             if !(1..=65535).contains(&p.port) {
                 err(format!("spec.ports[{i}].port"), format!("{} is out of range 1..=65535", p.port));
             }
-            let proto = p.protocol.map(|p| p.as_str()).unwrap_or("TCP");
+            let proto = p.protocol().as_str();
             if let Some(first) = numbers.insert((p.port, proto), i) {
                 err(
                     format!("spec.ports[{i}].port"),
@@ -161,7 +161,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             }
         }
     }
-    let ports = effective_ports(spec);
+    let ports = spec.effective_ports();
     let has_port_name = |n: &str| ports.iter().any(|p| p.name == n);
 
     if let Some(hc) = &spec.health_check {
@@ -183,14 +183,14 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             Some(IntOrString::Int(_)) => None,
             None => ports.first(),
         };
-        if let Some(p) = probed.filter(|p| p.protocol.is_some_and(|x| x != Protocol::TCP)) {
+        if let Some(p) = probed.filter(|p| p.protocol() != Protocol::TCP) {
             let field = if hc.port.is_some() { "spec.healthCheck.port" } else { "spec.healthCheck" };
             err(
                 field.into(),
                 format!(
                     "probes port {:?}, which is {}: HTTP and TCP checks need a TCP port (set spec.healthCheck.port)",
                     p.name,
-                    p.protocol.map_or("TCP", Protocol::as_str)
+                    p.protocol().as_str()
                 ),
             );
         }
@@ -951,7 +951,7 @@ fn toleration(path: &str, t: &k8s_openapi::api::core::v1::Toleration, err: &mut 
 /// The container's ephemeral-storage limit as written and in bytes: the given one, or the
 /// default when `resources` does not name ephemeral-storage at all.
 fn ephemeral_limit(r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>) -> Option<(String, f64)> {
-    let r = crate::render::deployment::resources(r);
+    let r = crate::api::defaults::resources(r);
     let limit = r.limits?.get("ephemeral-storage")?.0.clone();
     let bytes = parse_quantity(&limit)?;
     Some((limit, bytes))
@@ -1210,49 +1210,4 @@ fn is_cidr(s: &str) -> bool {
         Ok(std::net::IpAddr::V6(_)) => prefix <= 128,
         Err(_) => false,
     }
-}
-
-/// Parses a Kubernetes quantity (`10Gi`, `500M`, `1.5e3`) into a number of base units.
-pub fn parse_quantity(s: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    let s = s.strip_prefix('+').unwrap_or(s);
-    let (num, mult) = SUFFIXES
-        .iter()
-        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
-        .or_else(|| s.strip_suffix('P').map(|n| (n, 1e15)))
-        .or_else(|| s.strip_suffix('E').filter(|n| !n.is_empty()).map(|n| (n, 1e18)))
-        .unwrap_or((s, 1.0));
-    let plain = |n: &str| {
-        !n.is_empty()
-            && n.chars().all(|c| c.is_ascii_digit() || c == '.')
-            && n.chars().filter(|&c| c == '.').count() <= 1
-            && n != "."
-    };
-    let value = match num.split_once(['e', 'E']) {
-        Some((m, e)) if mult == 1.0 && plain(m) => {
-            let e = e.strip_prefix('+').unwrap_or(e);
-            let digits = e.strip_prefix('-').unwrap_or(e);
-            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            m.parse::<f64>().ok()? * 10f64.powi(e.parse::<i32>().ok()?)
-        }
-        _ if plain(num) => num.parse::<f64>().ok()?,
-        _ => return None,
-    };
-    Some(value * mult)
 }

@@ -3,10 +3,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use flotilla::api::contract::dependency_env_name;
 use flotilla::api::{
     Autoscaling, Dependency, ExternalDependency, HealthCheck, Microservice, MicroserviceSpec, PortSpec,
 };
-use flotilla::render::{Children, World, dependency_env_name, render, to_yaml};
+use flotilla::render::{Children, World, render, to_yaml};
 use flotilla::validate::{dns1123_label, validate};
 use proptest::prelude::*;
 

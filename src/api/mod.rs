@@ -1,6 +1,8 @@
 //! The CRD types of `flotilla.dev/v1alpha1`: Microservice and DatabaseClass.
 
+pub mod contract;
 pub mod databaseclass;
+pub mod defaults;
 pub mod microservice;
 
 pub use databaseclass::{DatabaseClass, DatabaseClassSpec};

@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::Error;
 use crate::api::Microservice;
-use crate::render::{MANAGED_BY_LABEL, MANAGER, SELECTOR_LABEL};
+use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, SELECTOR_LABEL};
+use crate::hash::fnv1a;
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "flotilla";
@@ -255,11 +256,6 @@ fn is_empty(v: &serde_json::Value) -> bool {
         serde_json::Value::Array(a) => a.is_empty(),
         _ => false,
     }
-}
-
-/// FNV-1a: a hash that stays the same across builds and Rust versions.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
 #[cfg(test)]

@@ -17,14 +17,14 @@ use super::apply::{Cached, Outcome, cached, check_ownership, controlled_by, ensu
 use super::context::Context;
 use super::error::Error;
 use crate::api::databaseclass::{ClaimProvisioner, Provisioner};
+use crate::api::defaults::parse_quantity;
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
-use crate::database::{
+use crate::render::Cx;
+use crate::render::database::{
     self, ClassProblem, Connection, DatabaseChildren, RETAINED_FROM, binding_hash, binding_secret, binding_secret_name,
     connection_secret_name, credentials_secret, credentials_secret_name, embedded_connection, generate_password,
     is_tracking_label, object_name, ready_condition, volume_claim_name,
 };
-use crate::render::Cx;
-use crate::validate::parse_quantity;
 
 /// Where a service's database stands, for its status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -368,7 +368,7 @@ where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
     let Some(from) = obj.annotations().get(RETAINED_FROM) else { return Ok(false) };
-    let me = format!("{}/{}", ms.namespace().unwrap_or_default(), ms.name_any());
+    let me = format!("{}/{}", ms.ns(), ms.name_any());
     if *from != me || controlled_by(obj, ms) {
         return Ok(false);
     }
@@ -383,16 +383,16 @@ where
 /// Keeps the data of `ms`'s database past its deletion: drops owner references and GitOps
 /// tracking labels, marks each object with where it came from.
 pub async fn retain(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<DatabaseClass>]) -> Result<(), Error> {
-    let ns = ms.namespace().unwrap_or_default();
+    let ns = ms.ns();
     let name = ms.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     for s in [credentials_secret_name(&name), binding_secret_name(&name)] {
         orphan(&secrets, &s, ms, None).await?;
     }
     // The StatefulSet may have been created with `deletionPolicy: Delete`, which makes it the
     // owner of the claim: switch it to Retain and cut that link too, so that the garbage
     // collector removing the StatefulSet cannot take the data with it.
-    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let mut sts_uid = None;
     if let Some(sts) = sts_api.get_opt(&object_name(&name)).await.map_err(Error::kube("get database StatefulSet"))?
         && controlled_by(&sts, ms)
@@ -404,7 +404,7 @@ pub async fn retain(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<
             .map_err(Error::kube("retain the database StatefulSet's claim"))?;
         sts_uid = sts.uid();
     }
-    let pvcs = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns);
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);
     orphan(&pvcs, &volume_claim_name(&name), ms, sts_uid.as_deref()).await?;
     if let Some(api) = claim_api(ctx, ms, classes).await {
         orphan(&api, &object_name(&name), ms, None).await?;
@@ -417,30 +417,30 @@ pub async fn retain(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<
 /// and stop the embedded database itself. Adding the section back adopts the data again.
 pub async fn detach(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<DatabaseClass>]) -> Result<(), Error> {
     retain(ctx, ms, classes).await?;
-    let ns = ms.namespace().unwrap_or_default();
+    let ns = ms.ns();
     let name = object_name(&ms.name_any());
-    delete_owned(&Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
-    delete_owned(&Api::<Service>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
-    delete_owned(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
-    delete_owned(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns), &name, ms).await?;
+    delete_owned(&Api::<StatefulSet>::namespaced(ctx.client.clone(), ns), &name, ms).await?;
+    delete_owned(&Api::<Service>::namespaced(ctx.client.clone(), ns), &name, ms).await?;
+    delete_owned(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), ns), &name, ms).await?;
+    delete_owned(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), ns), &name, ms).await?;
     Ok(())
 }
 
 /// Deletes the data of `ms`'s database, as `deletionPolicy: Delete` asks.
 pub async fn delete(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<DatabaseClass>]) -> Result<(), Error> {
-    let ns = ms.namespace().unwrap_or_default();
+    let ns = ms.ns();
     let name = ms.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     for s in [credentials_secret_name(&name), binding_secret_name(&name)] {
         delete_owned(&secrets, &s, ms).await?;
     }
-    delete_owned(&Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns), &object_name(&name), ms).await?;
+    delete_owned(&Api::<StatefulSet>::namespaced(ctx.client.clone(), ns), &object_name(&name), ms).await?;
     // The claim belongs to the StatefulSet's template, not to the Microservice: delete it when
     // it carries this service's label.
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
     let pvc_name = volume_claim_name(&name);
     if let Some(pvc) = pvcs.get_opt(&pvc_name).await.map_err(Error::kube("get PersistentVolumeClaim"))?
-        && pvc.labels().get(crate::render::SELECTOR_LABEL) == Some(&name)
+        && pvc.labels().get(crate::api::contract::SELECTOR_LABEL) == Some(&name)
     {
         ignore_missing(pvcs.delete(&pvc_name, &DeleteParams::background()).await.map(|_| ()), &pvc_name)?;
     }
@@ -471,7 +471,7 @@ async fn claim_api(
     })
     .ok()?;
     let (ar, _) = pinned_kind(&ctx.client, &gvk).await.ok()?;
-    Some(Api::namespaced_with(ctx.client.clone(), &ms.namespace().unwrap_or_default(), &ar))
+    Some(Api::namespaced_with(ctx.client.clone(), ms.ns(), &ar))
 }
 
 /// Drops `obj`'s owner references to `ms` (and to `also_owner`, a uid), its GitOps tracking
@@ -482,7 +482,8 @@ where
 {
     let Some(obj) = api.get_opt(name).await.map_err(Error::kube(format!("get {name}")))? else { return Ok(()) };
     let uid = ms.uid();
-    let ours = controlled_by(&obj, ms) || obj.labels().get(crate::render::SELECTOR_LABEL) == ms.meta().name.as_ref();
+    let ours =
+        controlled_by(&obj, ms) || obj.labels().get(crate::api::contract::SELECTOR_LABEL) == ms.meta().name.as_ref();
     if !ours {
         return Ok(());
     }
@@ -500,8 +501,7 @@ where
         .filter(|k| k.starts_with("argocd.argoproj.io/") || k.starts_with("kustomize.toolkit.fluxcd.io/"))
         .map(|k| (k.clone(), serde_json::Value::Null))
         .collect();
-    annotations
-        .insert(RETAINED_FROM.into(), json!(format!("{}/{}", ms.namespace().unwrap_or_default(), ms.name_any())));
+    annotations.insert(RETAINED_FROM.into(), json!(format!("{}/{}", ms.ns(), ms.name_any())));
     let patch = json!({"metadata": {"ownerReferences": owners, "labels": labels, "annotations": annotations}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

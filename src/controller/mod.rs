@@ -9,7 +9,7 @@ mod leader;
 mod reconcile;
 mod status;
 
-pub use apply::{FIELD_MANAGER, fnv1a, is_subset};
+pub use apply::{FIELD_MANAGER, is_subset};
 pub use error::Error;
 pub use status::{AVAILABLE, DATABASE_READY, DEPENDENCIES_READY, READY, RECONCILING, STALLED};
 
@@ -385,15 +385,15 @@ fn related(
     };
     let name = ms.metadata.name.clone().unwrap_or_default();
     let callers = store.state().into_iter().filter(|other| {
-        let other_ns = other.metadata.namespace.as_deref().unwrap_or_default();
+        let other_ns = other.ns();
         other.spec.dependencies.iter().flatten().any(|d| d.target(other_ns) == Some((own_ns.as_str(), name.as_str())))
     });
     let mut out: HashSet<ObjectRef<Microservice>> = callees;
     out.extend(previous.unwrap_or_default());
     // The other side of a name clash (`x` with a database, and `x-db`): refused while this one
     // holds the names, it is looked at again when this one changes or goes.
-    out.insert(ObjectRef::new(&crate::database::object_name(&name)).within(&own_ns));
-    if let Some(owner) = name.strip_suffix(crate::database::OBJECT_SUFFIX) {
+    out.insert(ObjectRef::new(&crate::render::database::object_name(&name)).within(&own_ns));
+    if let Some(owner) = name.strip_suffix(crate::render::database::OBJECT_SUFFIX) {
         out.insert(ObjectRef::new(owner).within(&own_ns));
     }
     out.extend(callers.map(|m| ObjectRef::from(m.as_ref())));

@@ -23,7 +23,7 @@ use super::error::Error;
 use super::guard::{self, Read};
 use super::status::{Observed, compute, unreadable};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
-use crate::database;
+use crate::render::database;
 use crate::render::{Cx, World, render};
 
 /// How often a converged Microservice is looked at again, to repair what no watch reported.
@@ -33,7 +33,7 @@ const CONFLICT_RECHECK: Duration = Duration::from_secs(20);
 /// How often a database that is not ready yet is looked at.
 const DATABASE_POLL: Duration = Duration::from_secs(3);
 
-#[tracing::instrument(skip_all, fields(namespace = ms.namespace().unwrap_or_default(), name = ms.name_any()))]
+#[tracing::instrument(skip_all, fields(namespace = ms.ns(), name = ms.name_any()))]
 pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile();
     if let Some(problem) = guard::problem(&ms) {
@@ -101,7 +101,7 @@ struct Converged {
 }
 
 async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> {
-    let ns = ms.namespace().unwrap_or_else(|| "default".into());
+    let ns = ms.ns().to_string();
     let name = ms.name_any();
     let client = ctx.client.clone();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -152,7 +152,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
                 .get_or_insert_with(Default::default)
                 .annotations
                 .get_or_insert_with(Default::default)
-                .insert(crate::database::CREDENTIALS_HASH.into(), hash.clone());
+                .insert(crate::render::database::CREDENTIALS_HASH.into(), hash.clone());
         }
         db_state = Some(state);
     }
@@ -169,7 +169,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     note(&mut changed, "Deployment", outcome);
     // A new Deployment under an HPA starts at one replica; start it at minReplicas instead
     // of waiting for the HPA's next sync.
-    if let Some(min) = ms.spec.autoscaling.as_ref().map(|a| a.min_replicas.unwrap_or(1))
+    if let Some(min) = ms.spec.autoscaling.as_ref().map(|a| a.min())
         && deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) < min
     {
         set_replicas_by_handoff(&deployments, &name, min).await?;
@@ -194,7 +194,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
 }
 
 fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
-    let own_ns = ms.namespace().unwrap_or_else(|| "default".into());
+    let own_ns = ms.ns().to_string();
     let all = ctx.store.state();
     ms.spec
         .dependencies
@@ -216,7 +216,7 @@ async fn update_status(ms: &Microservice, ctx: &Context, observed: &Observed<'_>
     if ms.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), &ms.namespace().unwrap_or_default());
+    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), ms.ns());
     let body = serde_json::json!({
         "apiVersion": "flotilla.dev/v1alpha1",
         "kind": "Microservice",
@@ -235,7 +235,7 @@ async fn publish(ctx: &Context, ms: &Microservice, type_: EventType, reason: &st
 /// Reports a Microservice that cannot be read on its own status and in an Event, once per
 /// change of the object; its children are left as they are.
 async fn report_unreadable(ctx: &Context, ms: &Microservice, problem: &str) -> Result<(), Error> {
-    let namespace = ms.namespace().unwrap_or_default();
+    let namespace = ms.ns();
     let name = ms.name_any();
     let message = format!("cannot read this object: {problem}");
     let old = ms.status.clone().unwrap_or_default();
@@ -247,7 +247,7 @@ async fn report_unreadable(ctx: &Context, ms: &Microservice, problem: &str) -> R
     warn!(namespace, name, problem, "cannot read a Microservice; its children are left as they are");
     // A merge patch of the conditions alone, read back through the guard: the rest of the
     // object may be what cannot be read.
-    let api: Api<Read> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<Read> = Api::namespaced(ctx.client.clone(), namespace);
     let body = serde_json::json!({"status": {"observedGeneration": ms.metadata.generation, "conditions": conditions}});
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     api.patch_status(&name, &params, &Patch::Merge(&body)).await.map_err(Error::kube("report unreadable object"))?;
@@ -342,7 +342,7 @@ async fn set_finalizer(ctx: &Context, ms: &Microservice, present: bool) -> Resul
     if present {
         finalizers.push(database::FINALIZER.into());
     }
-    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), &ms.namespace().unwrap_or_default());
+    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), ms.ns());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": ms.resource_version()}});
     api.patch(&ms.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await

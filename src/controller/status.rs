@@ -6,8 +6,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::database::DbState;
 use crate::api::{DatabaseStatus, Microservice, MicroserviceStatus};
-use crate::database::binding_secret_name;
-use crate::render::{Settings, effective_ports, service_url};
+use crate::render::database::binding_secret_name;
+use crate::render::{Settings, service_url};
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -87,7 +87,7 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
 
     let mut conditions = Vec::new();
     let dep_status = seen.deployment.and_then(|d| d.status.as_ref());
-    let min_replicas = ms.spec.autoscaling.as_ref().map(|a| a.min_replicas.unwrap_or(1)).unwrap_or(0);
+    let min_replicas = ms.spec.autoscaling.as_ref().map_or(0, |a| a.min());
     match (&seen.blocked, seen.deployment.map(|d| rollout(d, min_replicas))) {
         (Some((reason, message)), _) => {
             conditions.push(cond(READY, Some(false), reason, message.clone()));
@@ -198,8 +198,8 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
     }
 
     let name = ms.metadata.name.as_deref().unwrap_or_default();
-    let namespace = ms.metadata.namespace.as_deref().unwrap_or("default");
-    let ports = effective_ports(&ms.spec);
+    let namespace = ms.ns();
+    let ports = ms.spec.effective_ports();
     MicroserviceStatus {
         observed_generation: generation,
         conditions,
@@ -207,7 +207,7 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
         ready_replicas: dep_status.map(|s| s.ready_replicas.unwrap_or(0)),
         updated_replicas: dep_status.map(|s| s.updated_replicas.unwrap_or(0)),
         available_replicas: dep_status.map(|s| s.available_replicas.unwrap_or(0)),
-        selector: Some(format!("{}={name}", crate::render::SELECTOR_LABEL)),
+        selector: Some(format!("{}={name}", crate::api::contract::SELECTOR_LABEL)),
         url: Some(service_url(name, namespace, &ports[0], settings)),
         database: match (&seen.database, ms.spec.database.is_some()) {
             (Some(db), _) => Some(DatabaseStatus {

@@ -1,7 +1,5 @@
 //! The Deployment: restricted pod security, probes, dependency URLs, no replicas under an HPA.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
@@ -13,9 +11,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Cx, callee_port, dependency_env_name, selector_labels, service_url};
+use super::database;
+use super::{Cx, callee_port, selector_labels, service_url};
+use crate::api::contract::{DATABASE_ENV, dependency_env_name};
+use crate::api::defaults::{DEFAULT_TMP_SIZE_LIMIT, resources, within_ephemeral_limit};
 use crate::api::{PodSettings, Protocol, Spread};
-use crate::database;
 
 /// Default time a rollout may go without progress before it counts as failed.
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
@@ -170,7 +170,7 @@ fn probes(cx: &Cx) -> (Option<Probe>, Option<Probe>, Option<Probe>) {
                 .ports
                 .iter()
                 .flatten()
-                .find(|p| p.protocol.unwrap_or(Protocol::TCP) == Protocol::TCP)
+                .find(|p| p.protocol() == Protocol::TCP)
                 .map(|p| ProbeAction::Tcp(IntOrString::String(p.name.clone())));
             (first_tcp, None)
         }
@@ -203,7 +203,7 @@ fn container(cx: &Cx, resources: &ResourceRequirements) -> Container {
                 .map(|p| ContainerPort {
                     name: Some(p.name.clone()),
                     container_port: p.port,
-                    protocol: Some(p.protocol.map(|p| p.as_str()).unwrap_or("TCP").into()),
+                    protocol: Some(p.protocol().as_str().into()),
                     ..Default::default()
                 })
                 .collect(),
@@ -276,17 +276,6 @@ fn env(cx: &Cx) -> Vec<EnvVar> {
     env
 }
 
-/// The variables a service with a database gets from its binding Secret (name, key), besides
-/// `SERVICE_BINDING_ROOT`.
-pub const DATABASE_ENV: [(&str, &str); 6] = [
-    ("DATABASE_URL", "uri"),
-    ("DB_HOST", "host"),
-    ("DB_PORT", "port"),
-    ("DB_USER", "username"),
-    ("DB_PASSWORD", "password"),
-    ("DB_NAME", "database"),
-];
-
 fn volumes(cx: &Cx, resources: &ResourceRequirements) -> Vec<Volume> {
     let size = cx.spec.pod.as_ref().and_then(|p| p.tmp_size_limit.clone());
     let mut v = vec![Volume {
@@ -329,56 +318,4 @@ fn volume_mounts(cx: &Cx) -> Vec<VolumeMount> {
         });
     }
     m
-}
-
-/// Default size limit of the `/tmp` volume.
-pub const DEFAULT_TMP_SIZE_LIMIT: &str = "512Mi";
-/// Default ephemeral-storage request and limit of a service's container.
-pub const DEFAULT_EPHEMERAL_STORAGE: (&str, &str) = ("128Mi", "1Gi");
-
-/// Requests that let the scheduler and the HPA work, and a memory limit that keeps one leaking
-/// pod from starving its node. No CPU limit: throttling hurts latency more than it protects.
-pub fn default_resources() -> ResourceRequirements {
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".into(), Quantity("100m".into())),
-            ("memory".into(), Quantity("128Mi".into())),
-        ])),
-        limits: Some(BTreeMap::from([("memory".into(), Quantity("256Mi".into()))])),
-        ..Default::default()
-    }
-}
-
-/// The container's resources: the given ones or [`default_resources`], with an ephemeral-storage
-/// request and limit added unless the given ones name ephemeral-storage, so that no pod can
-/// fill its node's disk.
-pub fn resources(given: Option<&ResourceRequirements>) -> ResourceRequirements {
-    with_ephemeral_storage(given.cloned().unwrap_or_else(default_resources), DEFAULT_EPHEMERAL_STORAGE)
-}
-
-/// `r` with an ephemeral-storage `(request, limit)` added unless it names ephemeral-storage.
-pub fn with_ephemeral_storage(mut r: ResourceRequirements, (request, limit): (&str, &str)) -> ResourceRequirements {
-    let names = |m: &Option<BTreeMap<String, Quantity>>| m.as_ref().is_some_and(|m| m.contains_key(EPHEMERAL));
-    if !names(&r.requests) && !names(&r.limits) {
-        r.requests.get_or_insert_with(Default::default).insert(EPHEMERAL.into(), Quantity(request.into()));
-        r.limits.get_or_insert_with(Default::default).insert(EPHEMERAL.into(), Quantity(limit.into()));
-    }
-    r
-}
-
-const EPHEMERAL: &str = "ephemeral-storage";
-
-/// `size`, or the container's ephemeral-storage limit when that is lower: the kubelet evicts a
-/// pod whose volumes and logs pass the limit, so a larger `/tmp` would never be reached.
-pub fn within_ephemeral_limit<'a>(size: &'a str, r: &'a ResourceRequirements) -> &'a str {
-    match r.limits.as_ref().and_then(|l| l.get(EPHEMERAL)) {
-        Some(limit)
-            if crate::validate::parse_quantity(&limit.0)
-                .zip(crate::validate::parse_quantity(size))
-                .is_some_and(|(l, s)| l < s) =>
-        {
-            &limit.0
-        }
-        _ => size,
-    }
 }

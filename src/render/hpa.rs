@@ -46,7 +46,7 @@ pub(super) fn hpa(cx: &Cx) -> Option<HorizontalPodAutoscaler> {
                 kind: "Deployment".into(),
                 name: cx.name.into(),
             },
-            min_replicas: Some(a.min_replicas.unwrap_or(1)),
+            min_replicas: Some(a.min()),
             max_replicas: a.max_replicas,
             metrics: Some(metrics),
             behavior: a.behavior.clone(),

@@ -3,6 +3,7 @@
 //! Nothing here performs I/O; the same input always gives byte-identical output, so the
 //! controller, `flotilla render` and the golden-file tests all share this code.
 
+pub mod database;
 pub mod deployment;
 mod hpa;
 mod ingress;
@@ -22,31 +23,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde::Serialize;
 
-use crate::api::{DatabaseClass, Microservice, MicroserviceSpec, PortSpec, Protocol};
-use crate::database::{self, ClassProblem, DatabaseChildren};
+use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, NAME_LABEL, SELECTOR_LABEL};
+use crate::api::{DatabaseClass, Microservice, MicroserviceSpec, PortSpec};
 use crate::validate::{FieldError, Invalid, validate};
-
-/// Selector label every child and pod carries.
-pub const SELECTOR_LABEL: &str = "flotilla.dev/microservice";
-/// Name label of the Kubernetes recommended label set.
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-/// Manager label of the Kubernetes recommended label set.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGER: &str = "flotilla";
-/// Labels Flotilla owns on pods; `spec.pod.labels` may not set them, nor any key under
-/// [`RESERVED_LABEL_PREFIX`] (a pod labelled `flotilla.dev/database: x` would be taken for the
-/// database of `x` by its Service and NetworkPolicies).
-pub const RESERVED_LABELS: [&str; 3] = [SELECTOR_LABEL, NAME_LABEL, MANAGED_BY_LABEL];
-/// Prefix of every label key Flotilla owns.
-pub const RESERVED_LABEL_PREFIX: &str = "flotilla.dev/";
-
-/// Whether `key` is a label Flotilla sets itself.
-pub fn is_reserved_label(key: &str) -> bool {
-    key.starts_with(RESERVED_LABEL_PREFIX) || RESERVED_LABELS.contains(&key)
-}
-/// Label the API server sets on every namespace; peers in NetworkPolicies select by it.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+use database::{ClassProblem, DatabaseChildren};
 
 /// Operator-wide settings that shape rendering.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,8 +318,8 @@ impl<'a> Cx<'a> {
             spec: &ms.spec,
             world,
             name: ms.metadata.name.as_deref().unwrap_or_default(),
-            namespace: ms.metadata.namespace.as_deref().unwrap_or("default"),
-            ports: effective_ports(&ms.spec),
+            namespace: ms.ns(),
+            ports: ms.spec.effective_ports(),
         }
     }
 
@@ -390,24 +370,6 @@ pub fn owner_reference(ms: &Microservice) -> Option<OwnerReference> {
     })
 }
 
-/// The ports of a spec, with the default `http` 8080/TCP when none are given.
-pub fn effective_ports(spec: &MicroserviceSpec) -> Vec<PortSpec> {
-    match &spec.ports {
-        Some(p) if !p.is_empty() => p.clone(),
-        _ => vec![PortSpec {
-            name: "http".into(),
-            port: 8080,
-            protocol: Some(Protocol::TCP),
-            app_protocol: Some("http".into()),
-        }],
-    }
-}
-
-/// Name of the environment variable that carries the URL of dependency `service`.
-pub fn dependency_env_name(service: &str) -> String {
-    format!("{}_URL", service.to_ascii_uppercase().replace(['-', '.'], "_"))
-}
-
 /// In-cluster URL of `port` of the Service `namespace/name`.
 pub fn service_url(name: &str, namespace: &str, port: &PortSpec, settings: &Settings) -> String {
     let scheme = match port.app_protocol.as_deref() {
@@ -421,7 +383,8 @@ pub fn service_url(name: &str, namespace: &str, port: &PortSpec, settings: &Sett
 /// first port when no name is given or the name is unknown. An unknown callee is assumed to have
 /// the default ports until it appears.
 pub fn callee_port(callee: Option<&MicroserviceSpec>, port_name: Option<&str>) -> PortSpec {
-    let mut ports = effective_ports(callee.unwrap_or(&MicroserviceSpec::default()));
+    let mut ports =
+        callee.map_or_else(|| MicroserviceSpec::default().effective_ports(), MicroserviceSpec::effective_ports);
     let i = port_name.and_then(|n| ports.iter().position(|p| p.name == n)).unwrap_or(0);
     ports.swap_remove(i)
 }

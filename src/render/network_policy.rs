@@ -10,10 +10,11 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Cx, NAMESPACE_NAME_LABEL, callee_port, selector_labels};
+use super::database;
+use super::{Cx, callee_port, selector_labels};
 use crate::api::PortSpec;
+use crate::api::contract::NAMESPACE_NAME_LABEL;
 use crate::api::databaseclass::Provisioner;
-use crate::database;
 
 pub(super) fn network_policy(cx: &Cx) -> NetworkPolicy {
     NetworkPolicy {
@@ -177,7 +178,7 @@ fn namespace_selector(namespace: &str) -> LabelSelector {
 
 fn np_port(p: &PortSpec) -> NetworkPolicyPort {
     NetworkPolicyPort {
-        protocol: Some(p.protocol.map(|p| p.as_str()).unwrap_or("TCP").into()),
+        protocol: Some(p.protocol().as_str().into()),
         port: Some(IntOrString::Int(p.port)),
         ..Default::default()
     }

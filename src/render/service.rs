@@ -18,7 +18,7 @@ pub(super) fn service(cx: &Cx) -> Service {
                         name: Some(p.name.clone()),
                         port: p.port,
                         target_port: Some(IntOrString::String(p.name.clone())),
-                        protocol: Some(p.protocol.map(|p| p.as_str()).unwrap_or("TCP").into()),
+                        protocol: Some(p.protocol().as_str().into()),
                         app_protocol: p.app_protocol.clone(),
                         ..Default::default()
                     })

@@ -17,10 +17,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{DATABASE_LABEL, DEFAULT_STORAGE, credentials_secret_name, object_name};
+use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, NAME_LABEL, SELECTOR_LABEL};
 use crate::api::databaseclass::{EmbeddedProvisioner, Engine};
+use crate::api::defaults::{with_ephemeral_storage, within_ephemeral_limit};
 use crate::api::{DatabaseSpec, DeletionPolicy};
-use crate::render::deployment::{restricted_container, with_ephemeral_storage, within_ephemeral_limit};
-use crate::render::{Cx, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, SELECTOR_LABEL, selector_labels};
+use crate::render::deployment::restricted_container;
+use crate::render::{Cx, selector_labels};
 
 /// The images of all three engines run as this user.
 const ENGINE_UID: i64 = 999;

@@ -189,7 +189,7 @@ pub fn binding_hash(secret: &Secret) -> String {
         bytes.extend_from_slice(&v.0);
         bytes.push(0);
     }
-    format!("{:016x}", crate::controller::fnv1a(&bytes))
+    format!("{:016x}", crate::hash::fnv1a(&bytes))
 }
 
 /// Everything a service's database consists of, besides the binding Secret.
