@@ -287,6 +287,8 @@ async fn autoscaling_follows_simulated_cpu_load() {
     })
     .await;
     println!("usage 200% of request -> >= 3 ready replicas in Microservice status: {:.2}s", t.elapsed().as_secs_f64());
+    // An HPA that scales on its metrics says so on the Microservice.
+    wait_condition(&s.api, "worker", "Autoscaling", "True", 2).await;
 
     let t = Instant::now();
     apply_ms(&s.api, "worker", spec("10m")).await.unwrap();
@@ -301,6 +303,54 @@ async fn autoscaling_follows_simulated_cpu_load() {
     })
     .await;
     println!("usage back to 10% -> 1 replica: {:.2}s", t.elapsed().as_secs_f64());
+    s.ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_autoscaler_that_cannot_scale_says_why_on_the_microservice() {
+    let Some(s) = setup("hpa-why").await else { return };
+    let hpas = s.ns.api::<HorizontalPodAutoscaler>();
+    // A Pods metric needs a custom metrics API, which this cluster (like many) does not serve.
+    apply_ms(
+        &s.api,
+        "rps",
+        json!({"image": "registry.example/rps:1", "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "metrics": [
+            {"type": "Pods", "pods": {"metric": {"name": "requests_per_second"},
+                                      "target": {"type": "AverageValue", "averageValue": "10"}}}]}}),
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let scaling_active = |hpa: HorizontalPodAutoscaler| {
+        hpa.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "ScalingActive")
+    };
+    wait_for("the HPA to report that it cannot read its metric", Duration::from_secs(120), || async {
+        match scaling_active(hpas.get("rps").await?) {
+            Some(c) if c.status == "False" => anyhow::Ok(true),
+            other => Err(anyhow!("ScalingActive: {other:?}")),
+        }
+    })
+    .await;
+    wait_condition(&s.api, "rps", "Autoscaling", "False", 1).await;
+    let ms = s.api.get("rps").await.unwrap();
+    let c = cond(&ms, "Autoscaling").unwrap();
+    let hpa_says = scaling_active(hpas.get("rps").await.unwrap()).unwrap();
+    let (reason, message) = (hpa_says.reason.unwrap_or_default(), hpa_says.message.unwrap_or_default());
+    assert_eq!(c.reason, reason, "the Microservice gives the HPA's reason");
+    assert!(c.message.contains(&message), "the Microservice gives the HPA's message {message:?}: {:?}", c.message);
+    println!("HPA ScalingActive=False ({reason}) -> Microservice Autoscaling=False: {:.2}s", t.elapsed().as_secs_f64());
+    // The service itself runs: it is Ready at its current scale.
+    wait_condition(&s.api, "rps", "Ready", "True", 1).await;
+
+    // Turned to a metric the cluster serves, it scales, and says so.
+    apply_ms(
+        &s.api,
+        "rps",
+        json!({"image": "registry.example/rps:1", "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "cpu": 80}}),
+    )
+    .await
+    .unwrap();
+    wait_condition(&s.api, "rps", "Autoscaling", "True", 2).await;
     s.ns.cleanup().await;
 }
 
@@ -448,6 +498,8 @@ async fn converged_services_cause_no_writes_even_after_restart() {
     .unwrap();
     wait_condition(&s.api, "a", "Ready", "True", 1).await;
     wait_condition(&s.api, "b", "Ready", "True", 1).await;
+    // Converged includes the HPA: until it reads its metrics, its state (and so b's status) changes.
+    wait_condition(&s.api, "b", "Autoscaling", "True", 1).await;
 
     // A metadata-only change triggers reconciles that must find nothing to write.
     let before = s.op.settled(Duration::from_secs(5)).await;

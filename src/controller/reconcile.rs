@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ObjectReference, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -24,7 +22,8 @@ use super::guard::{self, Read};
 use super::status::{Observed, compute, unreadable};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
 use crate::render::database;
-use crate::render::{Cx, World, render};
+use crate::render::database::CREDENTIALS_HASH;
+use crate::render::{self, Checked, Children, World};
 
 /// How often a converged Microservice is looked at again, to repair what no watch reported.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -65,13 +64,12 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         set_finalizer(&ctx, &ms, false).await?;
     }
     let result = converge(&ms, &ctx).await;
-    let seen_deployment;
     let mut observed = Observed { missing_dependencies: missing_dependencies(&ms, &ctx), ..Default::default() };
     let mut db_pending = false;
     match &result {
-        Ok(Converged { deployment, paused, database }) => {
-            seen_deployment = deployment.clone();
-            observed.deployment = seen_deployment.as_ref();
+        Ok(Converged { deployment, hpa, paused, database }) => {
+            observed.deployment = deployment.as_ref();
+            observed.hpa = hpa.as_ref();
             observed.paused = *paused;
             observed.database = database.clone();
             // A class problem waits for the class (watched); a database coming up is polled.
@@ -96,101 +94,193 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
 
 struct Converged {
     deployment: Option<Deployment>,
+    hpa: Option<HorizontalPodAutoscaler>,
     paused: bool,
     database: Option<DbState>,
 }
 
+/// The stages of one reconcile of a live Microservice, top to bottom; each stage's output is the
+/// next one's input, so they cannot run out of order.
 async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> {
-    let ns = ms.ns().to_string();
-    let name = ms.name_any();
-    let client = ctx.client.clone();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-
     if ms.spec.paused == Some(true) {
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ms.ns());
+        let name = ms.name_any();
         let deployment = deployments.get_opt(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
-        return Ok(Converged { deployment, paused: true, database: None });
+        return Ok(Converged { deployment, hpa: None, paused: true, database: None });
     }
+    let world = world_of(ms, ctx).await?;
+    let checked = render::check(ms, &world)?;
+    let children = render::children(&checked);
+    let mut applied = apply_children(ctx, &checked, children).await?;
+    prune_children(ctx, ms, &applied.absent, &mut applied.changed).await?;
+    if !applied.changed.is_empty() {
+        info!(changed = ?applied.changed, "children updated");
+        let note = format!("updated {}", applied.changed.join(", "));
+        publish(ctx, ms, EventType::Normal, "ChildrenUpdated", &note).await;
+    }
+    Ok(Converged { deployment: Some(applied.deployment), hpa: applied.hpa, paused: false, database: applied.database })
+}
 
+/// What rendering reads besides the object: every Microservice (from the watch cache), the
+/// DatabaseClasses when the service has a database, and the operator's settings.
+async fn world_of(ms: &Microservice, ctx: &Context) -> Result<World, Error> {
     let database_classes = if ms.spec.database.is_some() { database_classes(ctx).await? } else { Vec::new() };
-    let world = World {
-        microservices: ctx.store.state(),
-        database_classes,
-        settings: ctx.settings.clone(),
-        ..World::default()
+    Ok(World { microservices: ctx.store.state(), database_classes, settings: ctx.settings.clone(), ..World::default() })
+}
+
+/// The children after they were applied.
+struct Applied {
+    deployment: Deployment,
+    hpa: Option<HorizontalPodAutoscaler>,
+    database: Option<DbState>,
+    /// The optional children the spec does not ask for: the prune stage deletes them.
+    absent: Vec<Optional>,
+    /// What was written, for the log and the ChildrenUpdated Event.
+    changed: Vec<String>,
+}
+
+/// The children a spec may not ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Optional {
+    ServiceAccount,
+    Hpa,
+    Pdb,
+    Ingress,
+}
+
+/// Stage 3: applies every child, in the order the pods need them, and hands the replica count
+/// between the Deployment and the HPA. The destructuring is exhaustive: a new child kind does
+/// not compile until it is applied here (and, when optional, pruned).
+async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children) -> Result<Applied, Error> {
+    let Children { service_account, mut deployment, service, hpa, network_policy, pdb, ingress, database } = children;
+    let cx = checked.cx();
+    let (ms, caches) = (cx.ms, &ctx.caches);
+    let mut absent = Vec::new();
+    let mut changed = Vec::new();
+
+    // The ServiceAccount first: the pods need it to be admitted.
+    match service_account {
+        Some(sa) => drop(apply(ctx, &caches.service_accounts, ms, sa, &mut changed).await?),
+        None => absent.push(Optional::ServiceAccount),
+    }
+    // The NetworkPolicy before any pod of this render runs.
+    apply(ctx, &caches.network_policies, ms, network_policy, &mut changed).await?;
+    apply(ctx, &caches.services, ms, service, &mut changed).await?;
+
+    // The database before the Deployment: the pods read its binding, and roll when the
+    // credentials change.
+    let database = match &database {
+        Some(rendered) => {
+            let state = db::converge(ctx, cx, rendered, &cx.world.database_classes).await?;
+            changed.extend(state.changed.iter().cloned());
+            if let Some(hash) = &state.credentials_hash
+                && let Some(tmpl) = deployment.spec.as_mut().map(|s| &mut s.template)
+            {
+                tmpl.metadata
+                    .get_or_insert_with(Default::default)
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(CREDENTIALS_HASH.into(), hash.clone());
+            }
+            Some(state)
+        }
+        None => None,
     };
-    let mut children = render(ms, &world)?;
 
-    let mut changed: Vec<String> = Vec::new();
-    fn note(changed: &mut Vec<String>, kind: &str, o: Outcome) {
-        if o == Outcome::Applied {
-            changed.push(kind.to_string());
-        }
-    }
-
-    // ServiceAccount first: the pods need it to be admitted.
-    let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    ensure_or_prune(&sa_api, &ctx.caches.service_accounts, ms, &name, children.service_account, &mut changed).await?;
-    let np_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
-    note(
-        &mut changed,
-        "NetworkPolicy",
-        ensure(&np_api, &ctx.caches.network_policies, ms, children.network_policy).await?.1,
-    );
-    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
-    note(&mut changed, "Service", ensure(&svc_api, &ctx.caches.services, ms, children.service).await?.1);
-
-    // The database first: the pods read its binding, and roll when the credentials change.
-    let mut db_state = None;
-    if let Some(rendered) = &children.database {
-        let cx = Cx::new(ms, &world);
-        let state = db::converge(ctx, &cx, rendered, &world.database_classes).await?;
-        changed.extend(state.changed.iter().cloned());
-        if let Some(hash) = &state.credentials_hash
-            && let Some(tmpl) = children.deployment.spec.as_mut().map(|s| &mut s.template)
-        {
-            tmpl.metadata
-                .get_or_insert_with(Default::default)
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(crate::render::database::CREDENTIALS_HASH.into(), hash.clone());
-        }
-        db_state = Some(state);
-    }
-
-    if hand_off_replicas(&deployments, &children.deployment).await? {
+    // Replicas: the HPA exists before the Deployment stops declaring them; it is deleted (by
+    // the prune stage) only after the Deployment declares them again.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), cx.namespace);
+    if hand_off_replicas(&deployments, &deployment).await? {
         changed.push(String::from("Deployment replicas (handed to the HPA)"));
     }
-    // The HPA exists before the Deployment stops declaring replicas.
-    let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
-    if let Some(hpa) = children.hpa.clone() {
-        note(&mut changed, "HorizontalPodAutoscaler", ensure(&hpa_api, &ctx.caches.hpas, ms, hpa).await?.1);
-    }
-    let (mut deployment, outcome) = ensure(&deployments, &ctx.caches.deployments, ms, children.deployment).await?;
-    note(&mut changed, "Deployment", outcome);
+    let hpa = match hpa {
+        Some(hpa) => Some(apply(ctx, &caches.hpas, ms, hpa, &mut changed).await?),
+        None => {
+            absent.push(Optional::Hpa);
+            None
+        }
+    };
+    let mut deployment = apply(ctx, &caches.deployments, ms, deployment, &mut changed).await?;
     // A new Deployment under an HPA starts at one replica; start it at minReplicas instead
     // of waiting for the HPA's next sync.
     if let Some(min) = ms.spec.autoscaling.as_ref().map(|a| a.min())
         && deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) < min
     {
-        set_replicas_by_handoff(&deployments, &name, min).await?;
-        deployment = deployments.get(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
+        set_replicas_by_handoff(&deployments, cx.name, min).await?;
+        deployment = deployments.get(cx.name).await.map_err(Error::kube(format!("get Deployment {}", cx.name)))?;
         changed.push(String::from("Deployment replicas (raised to minReplicas)"));
     }
-    // ...and is removed only after the Deployment declares replicas again.
-    if children.hpa.is_none() && prune(&hpa_api, &ctx.caches.hpas, ms, &name).await? {
-        changed.push(String::from("HorizontalPodAutoscaler (deleted)"));
-    }
 
-    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-    ensure_or_prune(&pdb_api, &ctx.caches.pdbs, ms, &name, children.pdb, &mut changed).await?;
-    let ing_api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-    ensure_or_prune(&ing_api, &ctx.caches.ingresses, ms, &name, children.ingress, &mut changed).await?;
-
-    if !changed.is_empty() {
-        info!(changed = ?changed, "children updated");
-        publish(ctx, ms, EventType::Normal, "ChildrenUpdated", &format!("updated {}", changed.join(", "))).await;
+    match pdb {
+        Some(pdb) => drop(apply(ctx, &caches.pdbs, ms, pdb, &mut changed).await?),
+        None => absent.push(Optional::Pdb),
     }
-    Ok(Converged { deployment: Some(deployment), paused: false, database: db_state })
+    match ingress {
+        Some(ingress) => drop(apply(ctx, &caches.ingresses, ms, ingress, &mut changed).await?),
+        None => absent.push(Optional::Ingress),
+    }
+    Ok(Applied { deployment, hpa, database, absent, changed })
+}
+
+/// Stage 4: deletes the optional children the spec no longer asks for (only Flotilla's own,
+/// found through their watch caches), once everything it does ask for is applied.
+async fn prune_children(
+    ctx: &Context,
+    ms: &Microservice,
+    absent: &[Optional],
+    changed: &mut Vec<String>,
+) -> Result<(), Error> {
+    let caches = &ctx.caches;
+    for kind in absent {
+        let (deleted, what) = match kind {
+            Optional::ServiceAccount => (prune_one(ctx, &caches.service_accounts, ms).await?, "ServiceAccount"),
+            Optional::Hpa => (prune_one(ctx, &caches.hpas, ms).await?, "HorizontalPodAutoscaler"),
+            Optional::Pdb => (prune_one(ctx, &caches.pdbs, ms).await?, "PodDisruptionBudget"),
+            Optional::Ingress => (prune_one(ctx, &caches.ingresses, ms).await?, "Ingress"),
+        };
+        if deleted {
+            changed.push(format!("{what} (deleted)"));
+        }
+    }
+    Ok(())
+}
+
+/// Applies one child through [`ensure`], noting its kind in `changed` when it was written.
+async fn apply<K>(
+    ctx: &Context,
+    cache: &Store<K>,
+    ms: &Microservice,
+    desired: K,
+    changed: &mut Vec<String>,
+) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ms.ns());
+    let (live, outcome) = ensure(&api, cache, ms, desired).await?;
+    if outcome == Outcome::Applied {
+        changed.push(K::kind(&K::DynamicType::default()).into_owned());
+    }
+    Ok(live)
+}
+
+/// Deletes the child of `ms` of kind `K`, named as the service, when Flotilla made it.
+async fn prune_one<K>(ctx: &Context, cache: &Store<K>, ms: &Microservice) -> Result<bool, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ms.ns());
+    prune(&api, cache, ms, &ms.name_any()).await
 }
 
 fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
@@ -284,39 +374,6 @@ pub fn error_policy(ms: Arc<Microservice>, error: &Error, ctx: Arc<Context>) -> 
     let delay = ctx.next_backoff(&ms);
     warn!(namespace = ms.namespace(), name = ms.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-/// Applies an optional child, or deletes it when the spec no longer asks for it.
-async fn ensure_or_prune<K>(
-    api: &Api<K>,
-    cache: &Store<K>,
-    ms: &Microservice,
-    name: &str,
-    desired: Option<K>,
-    changed: &mut Vec<String>,
-) -> Result<(), Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let kind = K::kind(&K::DynamicType::default()).into_owned();
-    match desired {
-        Some(obj) => {
-            if ensure(api, cache, ms, obj).await?.1 == Outcome::Applied {
-                changed.push(kind);
-            }
-        }
-        None => {
-            if prune(api, cache, ms, name).await? {
-                changed.push(format!("{kind} (deleted)"));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Every readable DatabaseClass: from the watched cache once it has synced (no request), listed

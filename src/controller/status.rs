@@ -1,6 +1,7 @@
 //! Status as kstatus reads it: pure functions from what was observed to conditions.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -15,12 +16,15 @@ pub const STALLED: &str = "Stalled";
 pub const AVAILABLE: &str = "Available";
 pub const DEPENDENCIES_READY: &str = "DependenciesReady";
 pub const DATABASE_READY: &str = "DatabaseReady";
+pub const AUTOSCALING: &str = "Autoscaling";
 
 /// What the reconcile saw, as input to the status.
 #[derive(Debug, Default)]
 pub struct Observed<'a> {
     /// The Deployment after apply, when there is one.
     pub deployment: Option<&'a Deployment>,
+    /// The HorizontalPodAutoscaler after apply, with `spec.autoscaling`.
+    pub hpa: Option<&'a HorizontalPodAutoscaler>,
     /// Why the spec cannot be rendered or applied, when it cannot: (reason, message).
     pub blocked: Option<(&'static str, String)>,
     /// Dependencies that name no existing Microservice (`namespace/name`).
@@ -63,6 +67,38 @@ fn rollout(dep: &Deployment, min_replicas: i32) -> Rollout {
         Rollout::Progressing(format!("{available} of {updated} updated pods available"))
     } else {
         Rollout::Complete
+    }
+}
+
+/// Whether the HorizontalPodAutoscaler can do its job, from its conditions: (status, reason,
+/// message) of the `Autoscaling` condition. When it cannot scale (it cannot read or update the
+/// Deployment's scale, or cannot read its metrics) the reason and message are the HPA's own, so
+/// `kubectl describe ms` answers "why is it not scaling?". When it can, the message is fixed
+/// (the HPA's changes with every scale), so a status is written only when the answer changes.
+pub fn autoscaling(hpa: Option<&HorizontalPodAutoscaler>) -> (Option<bool>, String, String) {
+    let conditions = hpa.and_then(|h| h.status.as_ref()).and_then(|s| s.conditions.as_ref());
+    let Some(conditions) = conditions.filter(|c| !c.is_empty()) else {
+        return (None, "NoAutoscalerStatus".into(), "the HorizontalPodAutoscaler reports no conditions yet".into());
+    };
+    let find = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    for type_ in ["AbleToScale", "ScalingActive"] {
+        if let Some(c) = find(type_).filter(|c| c.status == "False") {
+            let reason = c.reason.clone().unwrap_or_else(|| format!("{type_}False"));
+            let detail = c.message.as_deref().unwrap_or("no message");
+            return (
+                Some(false),
+                reason,
+                format!("the HorizontalPodAutoscaler cannot scale ({type_}=False): {detail}"),
+            );
+        }
+    }
+    match find("ScalingLimited").filter(|c| c.status == "True") {
+        Some(c) => (
+            Some(true),
+            c.reason.clone().unwrap_or_else(|| "ScalingLimited".into()),
+            format!("scaling, held at a limit: {}", c.message.as_deref().unwrap_or("no message")),
+        ),
+        None => (Some(true), "ScalingActive".into(), "the HorizontalPodAutoscaler scales on its metrics".into()),
     }
 }
 
@@ -183,6 +219,10 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
             )
         });
     }
+    if ms.spec.autoscaling.is_some() && seen.blocked.is_none() && !seen.paused {
+        let (ok, reason, message) = autoscaling(seen.hpa);
+        conditions.push(cond(AUTOSCALING, ok, &reason, message));
+    }
     if let Some(db) = &seen.database {
         conditions.push(cond(DATABASE_READY, Some(db.ready), &db.reason, db.message.clone()));
     } else if ms.spec.database.is_some() && seen.blocked.is_none() && !seen.paused {
@@ -273,6 +313,106 @@ mod tests {
 
     fn get<'a>(s: &'a MicroserviceStatus, t: &str) -> &'a Condition {
         s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    fn hpa(conditions: &[(&str, &str, &str, &str)]) -> HorizontalPodAutoscaler {
+        use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus};
+        HorizontalPodAutoscaler {
+            status: Some(HorizontalPodAutoscalerStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(t, s, r, m)| HorizontalPodAutoscalerCondition {
+                            type_: t.to_string(),
+                            status: s.to_string(),
+                            reason: Some(r.to_string()),
+                            message: Some(m.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn autoscaling_condition_tells_why_the_hpa_cannot_scale() {
+        let mut m = ms(1);
+        m.spec.autoscaling = Some(crate::api::Autoscaling { max_replicas: 3, ..Default::default() });
+        let d = dep(1, 1, 1, 1, 1);
+        let at = |h: Option<&HorizontalPodAutoscaler>| {
+            let seen = Observed { deployment: Some(&d), hpa: h, ..Default::default() };
+            get(&compute(&m, &seen, &Settings::default(), Timestamp::UNIX_EPOCH), AUTOSCALING).clone()
+        };
+        let c = at(None);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("Unknown", "NoAutoscalerStatus"));
+
+        let broken = hpa(&[
+            (
+                "AbleToScale",
+                "True",
+                "SucceededGetScale",
+                "the HPA controller was able to get the target's current scale",
+            ),
+            (
+                "ScalingActive",
+                "False",
+                "FailedGetPodsMetric",
+                "unable to get metric requests_per_second: no custom metrics API",
+            ),
+        ]);
+        let c = at(Some(&broken));
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "FailedGetPodsMetric"));
+        assert!(
+            c.message.ends_with("unable to get metric requests_per_second: no custom metrics API"),
+            "{}",
+            c.message
+        );
+
+        let no_scale = hpa(&[("AbleToScale", "False", "FailedGetScale", "deployments/scale \"api\" not found")]);
+        assert_eq!(at(Some(&no_scale)).reason, "FailedGetScale");
+
+        // Healthy: a fixed message, whatever the HPA says about its last scale.
+        let scaled = |n: i32| {
+            hpa(&[
+                (
+                    "AbleToScale",
+                    "True",
+                    "SucceededRescale",
+                    &format!("the HPA controller was able to update the target scale to {n}"),
+                ),
+                (
+                    "ScalingActive",
+                    "True",
+                    "ValidMetricFound",
+                    "the HPA was able to successfully calculate a replica count",
+                ),
+                ("ScalingLimited", "False", "DesiredWithinRange", "the desired count is within the acceptable range"),
+            ])
+        };
+        let (two, three) = (at(Some(&scaled(2))), at(Some(&scaled(3))));
+        assert_eq!((two.status.as_str(), two.reason.as_str()), ("True", "ScalingActive"));
+        assert_eq!(two, three, "a rescale alone changes the condition");
+
+        let limited = hpa(&[
+            ("ScalingActive", "True", "ValidMetricFound", "ok"),
+            (
+                "ScalingLimited",
+                "True",
+                "TooManyReplicas",
+                "the desired replica count is more than the maximum replica count",
+            ),
+        ]);
+        let c = at(Some(&limited));
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "TooManyReplicas"));
+
+        // Without spec.autoscaling there is no such condition.
+        m.spec.autoscaling = None;
+        let seen = Observed { deployment: Some(&d), hpa: Some(&broken), ..Default::default() };
+        let status = compute(&m, &seen, &Settings::default(), Timestamp::UNIX_EPOCH);
+        assert!(status.conditions.iter().all(|c| c.type_ != AUTOSCALING));
     }
 
     #[test]

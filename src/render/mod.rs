@@ -228,10 +228,11 @@ impl Children {
 /// What `flotilla render` prints for `ms`: its children plus, with a database, the Secrets the
 /// operator makes at run time, with placeholders instead of credentials.
 pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value>, Invalid> {
-    let children = render(ms, world)?;
+    let checked = check(ms, world)?;
+    let cx = checked.cx();
+    let children = children(&checked);
     let mut values = children.to_values().unwrap_or_default();
     if let Some(Ok(db)) = &children.database {
-        let cx = Cx::new(ms, world);
         let placeholder = if db.stateful_set.is_some() {
             let (username, name) = database::default_identity(cx.name, db.engine);
             let host =
@@ -259,9 +260,9 @@ pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value
         };
         let mut secrets = Vec::new();
         if db.stateful_set.is_some() {
-            secrets.push(database::credentials_secret(&cx, db.engine, database::PLACEHOLDER));
+            secrets.push(database::credentials_secret(cx, db.engine, database::PLACEHOLDER));
         }
-        secrets.push(database::binding_secret(&cx, db.engine, "flotilla", &placeholder));
+        secrets.push(database::binding_secret(cx, db.engine, "flotilla", &placeholder));
         for mut s in secrets {
             // Show the placeholders readably rather than base64-encoded.
             s.string_data = s
@@ -278,27 +279,49 @@ pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value
 
 const PLACEHOLDER_OR_HOST: &str = "<from the provisioner>";
 
-/// Renders the children of `ms`. Fails, listing every problem, when `ms` is invalid; an invalid
-/// object never becomes children.
-pub fn render(ms: &Microservice, world: &World) -> Result<Children, Invalid> {
+/// A Microservice that passed validation in its world, with every default resolved once (its
+/// [`Cx`]): the only input the builders take, so an invalid object never becomes children.
+pub struct Checked<'a> {
+    cx: Cx<'a>,
+}
+
+impl<'a> Checked<'a> {
+    /// What the builders read.
+    pub fn cx(&self) -> &Cx<'a> {
+        &self.cx
+    }
+}
+
+/// Stage 1: validates `ms` and the names it would take in `world`, listing every problem.
+pub fn check<'a>(ms: &'a Microservice, world: &'a World) -> Result<Checked<'a>, Invalid> {
     let mut errs = validate(ms);
     errs.extend(world.clashes(ms));
     if !errs.is_empty() {
         return Err(Invalid(errs));
     }
-    let cx = Cx::new(ms, world);
-    Ok(Children {
-        service_account: service::service_account(&cx),
-        deployment: deployment::deployment(&cx),
-        service: service::service(&cx),
-        hpa: hpa::hpa(&cx),
-        network_policy: network_policy::network_policy(&cx),
-        pdb: pdb::pdb(&cx),
-        ingress: ingress::ingress(&cx),
-        database: ms.spec.database.as_ref().map(|_| {
-            database::resolve_class(ms, &world.database_classes).and_then(|class| database::render(&cx, class))
+    Ok(Checked { cx: Cx::new(ms, world) })
+}
+
+/// Stage 2: the children of a checked Microservice.
+pub fn children(checked: &Checked) -> Children {
+    let cx = &checked.cx;
+    Children {
+        service_account: service::service_account(cx),
+        deployment: deployment::deployment(cx),
+        service: service::service(cx),
+        hpa: hpa::hpa(cx),
+        network_policy: network_policy::network_policy(cx),
+        pdb: pdb::pdb(cx),
+        ingress: ingress::ingress(cx),
+        database: cx.spec.database.as_ref().map(|_| {
+            database::resolve_class(cx.ms, &cx.world.database_classes).and_then(|class| database::render(cx, class))
         }),
-    })
+    }
+}
+
+/// [`check`] then [`children`]: the children of `ms`, or every problem that keeps it from having any.
+pub fn render(ms: &Microservice, world: &World) -> Result<Children, Invalid> {
+    Ok(children(&check(ms, world)?))
 }
 
 /// What every builder needs, computed once.
