@@ -11,7 +11,7 @@ mod status;
 
 pub use apply::{FIELD_MANAGER, is_subset};
 pub use error::Error;
-pub use status::{AVAILABLE, DATABASE_READY, DEPENDENCIES_READY, READY, RECONCILING, STALLED};
+pub use status::{AUTOSCALING, AVAILABLE, DATABASE_READY, DEPENDENCIES_READY, READY, RECONCILING, STALLED};
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
