@@ -73,7 +73,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
             observed.paused = *paused;
             observed.database = database.clone();
             // A class problem waits for the class (watched); a database coming up is polled.
-            db_pending = database.as_ref().is_some_and(|d| !d.ready && d.phase != "Failed");
+            db_pending = database.as_ref().is_some_and(|d| !d.ready && d.phase != db::Phase::Failed);
         }
         Err(e) if e.waits_for_change() => {
             let message = e.for_user();

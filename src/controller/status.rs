@@ -165,7 +165,7 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
         && !db.ready
         && !seen.paused
     {
-        let failed = db.phase == "Failed";
+        let failed = db.phase == super::database::Phase::Failed;
         let reason = if failed { db.reason.as_str() } else { "DatabaseNotReady" };
         let message = format!("database: {}", db.message);
         for c in conditions.iter_mut() {

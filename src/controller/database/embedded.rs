@@ -1,0 +1,185 @@
+//! The embedded provisioner: credentials generated once, a StatefulSet with its Service,
+//! NetworkPolicy and ServiceAccount, the volume claim grown as asked, and the binding.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::{DbState, Phase, adopt, note, publish_binding, read};
+use crate::api::defaults::parse_quantity;
+use crate::controller::apply::{cached, check_ownership, ensure, ensure_with};
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::render::Cx;
+use crate::render::database::{
+    self, DatabaseChildren, credentials_secret, credentials_secret_name, embedded_connection, generate_password,
+    object_name, volume_claim_name,
+};
+
+pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) -> Result<DbState, Error> {
+    let ms = cx.ms;
+    let client = ctx.client.clone();
+    let mut state = DbState { class: Some(db.class.clone()), ..Default::default() };
+
+    // Credentials: generated once, never regenerated; a retained Secret is adopted as it is.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), cx.namespace);
+    let creds_name = credentials_secret_name(cx.name);
+    let creds = match read(&secrets, &ctx.caches.secrets, &creds_name).await? {
+        Some(existing) => {
+            check_ownership(&existing, ms, "Secret")?;
+            state.retained |= adopt(&secrets, &existing, ms).await?;
+            existing
+        }
+        None => {
+            let fresh = credentials_secret(cx, db.engine, &generate_password());
+            state.changed.push("database credentials (generated)".into());
+            secrets
+                .create(&PostParams::default(), &fresh)
+                .await
+                .map_err(Error::kube(format!("create Secret {creds_name}")))?
+        }
+    };
+
+    // The NetworkPolicy before the pods it protects: a refused policy (another's object of
+    // that name) stops here, before a database pod runs unprotected.
+    if let Some(np) = db.network_policy.clone() {
+        let (_, o) = ensure(
+            &Api::<NetworkPolicy>::namespaced(client.clone(), cx.namespace),
+            &ctx.caches.network_policies,
+            ms,
+            np,
+        )
+        .await?;
+        note(&mut state, "database NetworkPolicy", o);
+    }
+    if let Some(svc) = db.service.clone() {
+        let (_, o) =
+            ensure(&Api::<Service>::namespaced(client.clone(), cx.namespace), &ctx.caches.services, ms, svc).await?;
+        note(&mut state, "database Service", o);
+    }
+    // Its ServiceAccount before the pods that run under it are created.
+    if let Some(sa) = db.service_account.clone() {
+        let (_, o) = ensure(
+            &Api::<ServiceAccount>::namespaced(client.clone(), cx.namespace),
+            &ctx.caches.service_accounts,
+            ms,
+            sa,
+        )
+        .await?;
+        note(&mut state, "database ServiceAccount", o);
+    }
+    // The StatefulSet keeps the volume claim template it was created with (the API server does
+    // not allow changing it); a larger `storage` expands the claim itself below.
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), cx.namespace);
+    let mut live_sts = None;
+    if let Some(sts) = db.stateful_set.clone() {
+        let (live, o) = ensure_with(
+            &sts_api,
+            cached(Some(&ctx.caches.stateful_sets), &sts_api, &sts.name_any()),
+            ms,
+            sts,
+            "StatefulSet",
+            |live, desired| {
+                if let (Some(l), Some(d)) = (live.spec.as_ref(), desired.spec.as_mut()) {
+                    d.volume_claim_templates = l.volume_claim_templates.clone();
+                }
+            },
+        )
+        .await?;
+        note(&mut state, "database StatefulSet", o);
+        live_sts = Some(live);
+    }
+
+    let binding = match embedded_connection(cx, db.engine, &creds) {
+        Some(conn) => publish_binding(ctx, cx, db, "flotilla", &conn, &mut state).await?,
+        None => {
+            return Ok(DbState {
+                phase: Phase::Failed,
+                reason: "CredentialsIncomplete".into(),
+                message: format!("Secret {creds_name} lacks username, password or database"),
+                ..state
+            });
+        }
+    };
+    state.credentials_hash = Some(binding);
+
+    // The volume claim: bound, and as large as asked.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), cx.namespace);
+    let pvc_name = volume_claim_name(cx.name);
+    let Some(pvc) =
+        pvcs.get_opt(&pvc_name).await.map_err(Error::kube(format!("get PersistentVolumeClaim {pvc_name}")))?
+    else {
+        return Ok(DbState {
+            phase: Phase::Pending,
+            reason: "VolumePending".into(),
+            message: format!("waiting for volume claim {pvc_name} to be created"),
+            ..state
+        });
+    };
+    state.retained |= adopt(&pvcs, &pvc, ms).await?;
+    if let Some(msg) = expand(&pvcs, &pvc, cx).await? {
+        state.changed.push(msg);
+    }
+    let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    if phase != "Bound" {
+        return Ok(DbState {
+            phase: Phase::Pending,
+            reason: "VolumePending".into(),
+            message: format!(
+                "volume claim {pvc_name} is {}; the database cannot start until it is bound",
+                if phase.is_empty() { "Pending" } else { &phase }
+            ),
+            ..state
+        });
+    }
+    // The StatefulSet as the apply left it (the watch cache's copy, or the server's answer).
+    let ready = live_sts.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0) >= 1;
+    if !ready {
+        return Ok(DbState {
+            phase: Phase::Provisioning,
+            reason: "Starting".into(),
+            message: format!("database {} is starting", object_name(cx.name)),
+            ..state
+        });
+    }
+    Ok(DbState {
+        ready: true,
+        phase: Phase::Ready,
+        reason: "Ready".into(),
+        message: format!("{} database {} is ready", db.engine.binding_type(), object_name(cx.name)),
+        ..state
+    })
+}
+
+/// Grows the claim to `database.storage`; never shrinks it.
+async fn expand(
+    pvcs: &Api<PersistentVolumeClaim>,
+    pvc: &PersistentVolumeClaim,
+    cx: &Cx<'_>,
+) -> Result<Option<String>, Error> {
+    let want =
+        cx.spec.database.as_ref().and_then(|d| d.storage.clone()).unwrap_or_else(|| database::DEFAULT_STORAGE.into());
+    let have = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.clone());
+    let (Some(w), Some(h)) = (parse_quantity(&want), have.as_deref().and_then(parse_quantity)) else { return Ok(None) };
+    if w <= h {
+        return Ok(None);
+    }
+    let name = pvc.name_any();
+    pvcs.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"resources": {"requests": {"storage": want}}}})),
+    )
+    .await
+    .map_err(Error::kube(format!("expand PersistentVolumeClaim {name}")))?;
+    Ok(Some(format!("volume claim {name} expanded to {want}")))
+}

@@ -1,0 +1,177 @@
+//! A service's database, by job: the state the status reports (here), the embedded provisioner
+//! (`embedded.rs`), the claim provisioner (`claim.rs`), and keeping or deleting the data when
+//! the service or its database section goes (`retention.rs`).
+
+mod claim;
+mod embedded;
+mod retention;
+
+pub use retention::{delete, detach, policy, retain};
+
+use std::fmt::Debug;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::info;
+
+use super::apply::{Cached, Outcome, cached, controlled_by, ensure};
+use super::context::Context;
+use super::error::Error;
+use crate::api::databaseclass::{ClaimProvisioner, Provisioner};
+use crate::api::{DatabaseClass, Microservice};
+use crate::render::Cx;
+use crate::render::database::{
+    ClassProblem, Connection, DatabaseChildren, RETAINED_FROM, binding_hash, binding_secret, binding_secret_name,
+};
+
+/// Where a service's database stands, for its status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbState {
+    pub class: Option<String>,
+    pub ready: bool,
+    pub phase: Phase,
+    pub reason: String,
+    pub message: String,
+    /// Existing retained data was adopted.
+    pub retained: bool,
+    /// Hash of the binding, stamped on the pod template.
+    pub credentials_hash: Option<String>,
+    pub changed: Vec<String>,
+}
+
+/// Where a database is in its life, as `status.database.phase` shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for something outside Flotilla (a volume to bind, a claim kind to be served).
+    #[default]
+    Pending,
+    /// Its objects exist and it is coming up.
+    Provisioning,
+    Ready,
+    /// It cannot be made as asked until someone acts (no class, a broken class): it stalls the service.
+    Failed,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+impl DbState {
+    fn waiting(class: Option<String>, phase: Phase, reason: &str, message: String) -> Self {
+        DbState { class, phase, reason: reason.into(), message, ..Default::default() }
+    }
+}
+
+/// Brings the database of `cx`'s service to its desired state and reports where it stands.
+pub async fn converge(
+    ctx: &Context,
+    cx: &Cx<'_>,
+    rendered: &Result<DatabaseChildren, ClassProblem>,
+    classes: &[std::sync::Arc<DatabaseClass>],
+) -> Result<DbState, Error> {
+    let db = match rendered {
+        Ok(db) => db,
+        Err((reason, message)) => return Ok(DbState::waiting(None, Phase::Failed, reason, message.clone())),
+    };
+    let class = classes.iter().find(|c| c.metadata.name.as_deref() == Some(db.class.as_str()));
+    match (db.provisioner, class.and_then(|c| c.spec.claim.as_ref())) {
+        (Provisioner::Embedded, _) => embedded::converge(ctx, cx, db).await,
+        (Provisioner::Claim, Some(claim)) => claim::converge(ctx, cx, db, claim).await,
+        (Provisioner::Claim, None) => Ok(DbState::waiting(
+            Some(db.class.clone()),
+            Phase::Failed,
+            "InvalidClass",
+            format!("DatabaseClass {} has provisioner claim but no claim section", db.class),
+        )),
+    }
+}
+
+/// Writes the binding Secret (adopting a retained one) and returns the hash of its content.
+async fn publish_binding(
+    ctx: &Context,
+    cx: &Cx<'_>,
+    db: &DatabaseChildren,
+    provider: &str,
+    conn: &Connection,
+    state: &mut DbState,
+) -> Result<String, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), cx.namespace);
+    let desired = binding_secret(cx, db.engine, provider, conn);
+    let hash = binding_hash(&desired);
+    let name = binding_secret_name(cx.name);
+    if let Some(existing) = read(&secrets, &ctx.caches.secrets, &name).await? {
+        state.retained |= adopt(&secrets, &existing, cx.ms).await?;
+    }
+    let (_, o) = ensure(&secrets, &ctx.caches.secrets, cx.ms, desired).await?;
+    note(state, "database binding Secret", o);
+    Ok(hash)
+}
+
+fn note(state: &mut DbState, what: &str, o: Outcome) {
+    if o == Outcome::Applied {
+        state.changed.push(what.to_string());
+    }
+}
+
+/// Takes back data retained from an earlier Microservice of the same name: drops the
+/// retained-from mark (the next apply restores the owner reference). True when it adopted.
+async fn adopt<K>(api: &Api<K>, obj: &K, ms: &Microservice) -> Result<bool, Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let Some(from) = obj.annotations().get(RETAINED_FROM) else { return Ok(false) };
+    let me = format!("{}/{}", ms.ns(), ms.name_any());
+    if *from != me || controlled_by(obj, ms) {
+        return Ok(false);
+    }
+    let patch = json!({"metadata": {"annotations": {RETAINED_FROM: null}}});
+    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube(format!("adopt retained {}", obj.name_any())))?;
+    info!(object = %obj.name_any(), "adopted retained database data");
+    Ok(true)
+}
+
+/// The API resource of a claim class's kind, found by discovery: why not, when the kind is
+/// malformed (`Err(true)`) or not served (`Err(false)`).
+async fn claim_kind(ctx: &Context, claim: &ClaimProvisioner) -> Result<ApiResource, (bool, String)> {
+    let type_meta = kube::core::TypeMeta { api_version: claim.api_version.clone(), kind: claim.kind.clone() };
+    let gvk = GroupVersionKind::try_from(&type_meta).map_err(|e| (true, e.to_string()))?;
+    let (ar, _) = pinned_kind(&ctx.client, &gvk).await.map_err(|e| (false, e.to_string()))?;
+    Ok(ar)
+}
+
+/// Child `name`: the watch cache's copy when the cache has it, else the API server's (a name
+/// missing from the cache may still be taken by an object Flotilla did not make).
+async fn read<K>(api: &Api<K>, cache: &Store<K>, name: &str) -> Result<Option<K>, Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    match cached(Some(cache), api, name) {
+        Cached::Found(obj) => Ok(Some(obj)),
+        Cached::Unknown | Cached::Absent => {
+            let kind = K::kind(&K::DynamicType::default()).into_owned();
+            api.get_opt(name).await.map_err(Error::kube(format!("get {kind} {name}")))
+        }
+    }
+}
