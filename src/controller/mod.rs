@@ -4,6 +4,8 @@ mod apply;
 mod context;
 mod database;
 mod error;
+#[cfg(test)]
+mod fake_api;
 mod guard;
 mod leader;
 mod reconcile;
