@@ -1,6 +1,6 @@
 //! An in-memory Kubernetes API for offline tests of the I/O half: objects stored by path, a
 //! resourceVersion per write, 409 on a stale write or on creating what exists, 404 on what is
-//! missing, lists of a collection, and a switch that takes the API down.
+//! missing, and a switch that takes the API down.
 //! It knows nothing of any kind's semantics; the cluster tests stay the proof of those.
 
 use std::collections::BTreeMap;
@@ -71,7 +71,6 @@ impl Inner {
         match *method {
             Method::GET => match self.objects.get(path) {
                 Some(o) => (StatusCode::OK, o.clone()),
-                None if self.is_collection(path) => (StatusCode::OK, self.list(path)),
                 None => failure(StatusCode::NOT_FOUND, "NotFound", path),
             },
             Method::POST => {
@@ -100,10 +99,6 @@ impl Inner {
                 self.objects.insert(path.to_string(), body.clone());
                 (StatusCode::OK, body)
             }
-            Method::DELETE => match self.objects.remove(path) {
-                Some(o) => (StatusCode::OK, o),
-                None => failure(StatusCode::NOT_FOUND, "NotFound", path),
-            },
             _ => failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", path),
         }
     }
@@ -113,24 +108,6 @@ impl Inner {
         if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(self.version.to_string()));
         }
-    }
-
-    fn is_collection(&self, path: &str) -> bool {
-        // `/api/v1/namespaces/x/pods` and `/apis/g/v/namespaces/x/kind` have an even depth.
-        let depth = path.split('/').filter(|s| !s.is_empty()).count();
-        let core = path.starts_with("/api/");
-        depth % 2 == usize::from(core)
-    }
-
-    fn list(&self, path: &str) -> Value {
-        let prefix = format!("{path}/");
-        let items: Vec<Value> = self
-            .objects
-            .iter()
-            .filter(|(k, _)| k.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')))
-            .map(|(_, v)| v.clone())
-            .collect();
-        json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": self.version.to_string()}, "items": items})
     }
 }
 

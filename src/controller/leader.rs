@@ -64,7 +64,9 @@ impl LeaderElector {
     pub async fn acquire(&self) {
         let mut announced = false;
         loop {
-            match tokio::time::timeout(self.retry, self.try_acquire_or_renew()).await {
+            // Bounded by the lease, not the retry: a candidate may be slow (a busy API server),
+            // only a holder has a deadline.
+            match tokio::time::timeout(self.duration, self.try_acquire_or_renew()).await {
                 Ok(Ok(true)) => {
                     info!(lease = %self.name, identity = %self.identity, "became leader");
                     return;

@@ -42,10 +42,16 @@ pub(super) async fn converge(
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), cx.namespace, &ar);
     let desired: DynamicObject =
         serde_json::from_value(object).map_err(|source| Error::Serialize { what: "claim", source })?;
-    if let Some(existing) = api.get_opt(&desired.name_any()).await.map_err(Error::kube("get claim"))? {
-        state.retained |= adopt(&api, &existing, ms).await?;
-    }
-    let (live, o) = ensure_with(&api, Cached::Unknown, ms, desired, &claim.kind, |_, _| {}).await?;
+    // One GET serves both the adoption and the apply, unless adopting changed the object.
+    let known = match api.get_opt(&desired.name_any()).await.map_err(Error::kube("get claim"))? {
+        Some(existing) if adopt(&api, &existing, ms).await? => {
+            state.retained = true;
+            Cached::Unknown
+        }
+        Some(existing) => Cached::Found(existing),
+        None => Cached::Absent,
+    };
+    let (live, o) = ensure_with(&api, known, ms, desired, &claim.kind, |_, _| {}).await?;
     note(&mut state, &format!("database {}", claim.kind), o);
     let live_value = serde_json::to_value(&live).map_err(|source| Error::Serialize { what: "claim", source })?;
     let (condition, ready) = ready_condition(claim, &live_value);
