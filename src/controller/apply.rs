@@ -5,13 +5,13 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::context::Context;
 use super::error::Error;
 use crate::api::Microservice;
 use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, SELECTOR_LABEL};
@@ -19,8 +19,6 @@ use crate::hash::fnv1a;
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "flotilla";
-/// Field manager that keeps `spec.replicas` while ownership passes to the HPA.
-pub const HANDOFF_MANAGER: &str = "flotilla-replicas-handoff";
 /// Annotation holding a hash of what was last applied, so a change of the desired state is seen
 /// even when it only removes fields.
 pub const APPLIED_HASH: &str = "flotilla.dev/applied-hash";
@@ -123,42 +121,35 @@ where
     Ok((applied, Outcome::Applied))
 }
 
-/// Before the Deployment is applied without `spec.replicas` (autoscaling turned on), hands the
-/// field to a separate manager at its current value; otherwise dropping it from the apply would
-/// reset the Deployment to one replica until the HPA acts.
-pub async fn hand_off_replicas(api: &Api<Deployment>, desired: &Deployment) -> Result<bool, Error> {
-    let wants_replicas = desired.spec.as_ref().and_then(|s| s.replicas).is_some();
-    let name = desired.name_any();
-    if wants_replicas {
-        return Ok(false);
+/// Applies one child of `owner` through [`ensure`], noting its kind in `changed` when it was
+/// written.
+pub async fn apply_child<K>(
+    ctx: &Context,
+    cache: &Store<K>,
+    owner: &Microservice,
+    desired: K,
+    changed: &mut Vec<String>,
+) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), owner.ns());
+    let (live, outcome) = ensure(&api, cache, owner, desired).await?;
+    if outcome == Outcome::Applied {
+        changed.push(K::kind(&K::DynamicType::default()).into_owned());
     }
-    let Some(live) = api.get_opt(&name).await.map_err(Error::kube(format!("get Deployment {name}")))? else {
-        return Ok(false);
-    };
-    let owns_replicas = live.managed_fields().iter().any(|m| {
-        m.manager.as_deref() == Some(FIELD_MANAGER)
-            && m.operation.as_deref() == Some("Apply")
-            && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
-    });
-    let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas).filter(|_| owns_replicas) else {
-        return Ok(false);
-    };
-    set_replicas_by_handoff(api, &name, replicas).await?;
-    Ok(true)
+    Ok(live)
 }
 
-/// Sets `spec.replicas` under the hand-off manager, which the HPA may then change freely.
-pub async fn set_replicas_by_handoff(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<(), Error> {
-    let body = serde_json::json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {"replicas": replicas},
-    });
-    api.patch(name, &PatchParams::apply(HANDOFF_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::kube(format!("set replicas of Deployment {name}")))?;
-    Ok(())
+/// Deletes the child of `owner` of kind `K` (named as the service) when Flotilla made it.
+pub async fn prune_child<K>(ctx: &Context, cache: &Store<K>, owner: &Microservice) -> Result<bool, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), owner.ns());
+    prune(&api, cache, owner, &owner.name_any()).await
 }
 
 /// Deletes the child `name` when it exists and this Microservice controls it. Returns whether
@@ -280,5 +271,82 @@ mod tests {
         assert!(is_subset(&json!({"m": [{"a": 1}, {"b": 2}]}), &json!({"m": [{"b": 2}, {"a": 1}]})));
         assert!(is_subset(&json!({"emptyDir": {}, "x": null, "l": []}), &json!({})));
         assert!(!is_subset(&json!({"m": [{"a": 1}, {"a": 1}]}), &json!({"m": [{"a": 1}]})));
+    }
+
+    mod offline {
+        use http::Method;
+        use k8s_openapi::api::core::v1::Service;
+        use kube::api::Api;
+        use kube::runtime::reflector::store;
+        use serde_json::json;
+
+        use super::super::{Cached, ensure_with, prune};
+        use crate::api::Microservice;
+        use crate::controller::Error;
+        use crate::controller::fake_api::FakeApi;
+        use crate::render::{self, World};
+
+        const PATH: &str = "/api/v1/namespaces/shop/services/api";
+
+        fn owner() -> Microservice {
+            let mut ms = Microservice::new("api", Default::default());
+            ms.metadata.namespace = Some("shop".into());
+            ms.metadata.uid = Some("uid-api".into());
+            ms.spec.image = "api:1".into();
+            ms
+        }
+
+        fn rendered(ms: &Microservice) -> Service {
+            render::children(&render::check(ms, &World::default()).expect("a valid spec")).service
+        }
+
+        fn verbs(api: &FakeApi) -> Vec<Method> {
+            api.take_requests().into_iter().map(|(m, _)| m).collect()
+        }
+
+        #[tokio::test]
+        async fn someone_elses_object_is_never_written_nor_deleted() {
+            let api = FakeApi::default();
+            let services: Api<Service> = api.api("shop");
+            let foreign = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "api", "namespace": "shop", "labels": {"team": "other"}},
+                "spec": {"ports": [{"port": 80}]}});
+            api.put(PATH, foreign.clone());
+            let ms = owner();
+            let result = ensure_with(&services, Cached::Unknown, &ms, rendered(&ms), "Service", |_, _| {}).await;
+            assert!(matches!(result, Err(Error::ChildConflict { .. })), "{result:?}");
+            assert_eq!(verbs(&api), vec![Method::GET], "read, never written");
+            // Pruning (the spec no longer asks for it) leaves it too.
+            assert!(!prune(&services, &store().0, &ms, "api").await.expect("pruned"));
+            assert_eq!(verbs(&api), vec![Method::GET]);
+            assert_eq!(api.get(PATH).expect("still there")["metadata"]["labels"], foreign["metadata"]["labels"]);
+        }
+
+        #[tokio::test]
+        async fn an_orphan_flotilla_made_is_adopted_then_left_alone_then_pruned() {
+            let api = FakeApi::default();
+            let services: Api<Service> = api.api("shop");
+            let ms = owner();
+            // What Flotilla made for an earlier Microservice of this name (its owner is gone).
+            let mut orphan = serde_json::to_value(rendered(&ms)).expect("serializable");
+            orphan["metadata"]["ownerReferences"] = json!([]);
+            api.put(PATH, orphan);
+            let (live, outcome) = ensure_with(&services, Cached::Unknown, &ms, rendered(&ms), "Service", |_, _| {})
+                .await
+                .expect("adopted");
+            assert_eq!(outcome, super::super::Outcome::Applied);
+            assert!(super::super::controlled_by(&live, &ms), "now controlled by this Microservice");
+            assert_eq!(verbs(&api), vec![Method::GET, Method::PATCH]);
+
+            // Unchanged desired state, found in the cache: no request at all.
+            let (_, outcome) =
+                ensure_with(&services, Cached::Found(live), &ms, rendered(&ms), "Service", |_, _| {}).await.unwrap();
+            assert_eq!(outcome, super::super::Outcome::Unchanged);
+            assert_eq!(verbs(&api), Vec::<Method>::new());
+
+            assert!(prune(&services, &store().0, &ms, "api").await.expect("pruned"));
+            assert_eq!(verbs(&api), vec![Method::GET, Method::DELETE]);
+            assert!(api.get(PATH).is_none());
+        }
     }
 }

@@ -77,3 +77,35 @@ impl Context {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from(ms));
     }
 }
+
+#[cfg(test)]
+impl Context {
+    /// A context on `client` whose caches never sync, so every read goes to the API server:
+    /// for offline tests against [`super::fake_api::FakeApi`].
+    pub fn offline(client: Client) -> Self {
+        use kube::runtime::events::Reporter;
+        use kube::runtime::reflector::store;
+        let caches = Caches {
+            deployments: store().0,
+            services: store().0,
+            service_accounts: store().0,
+            hpas: store().0,
+            network_policies: store().0,
+            pdbs: store().0,
+            ingresses: store().0,
+            stateful_sets: store().0,
+            secrets: store().0,
+        };
+        let reporter = Reporter { controller: "flotilla".into(), instance: None };
+        let settings = crate::render::Settings::default();
+        Self::new(
+            client.clone(),
+            Recorder::new(client, reporter),
+            Arc::default(),
+            settings,
+            store().0,
+            store().0,
+            caches,
+        )
+    }
+}

@@ -9,6 +9,7 @@ mod fake_api;
 mod guard;
 mod leader;
 mod reconcile;
+mod replicas;
 mod status;
 
 pub use apply::{FIELD_MANAGER, is_subset};

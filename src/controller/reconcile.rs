@@ -10,15 +10,15 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::apply::{FIELD_MANAGER, Outcome, ensure, hand_off_replicas, prune, set_replicas_by_handoff};
+use super::apply::{FIELD_MANAGER, apply_child, prune_child};
 use super::context::Context;
 use super::database::{self as db, DbState};
 use super::error::Error;
 use super::guard::{self, Read};
+use super::replicas;
 use super::status::{Observed, compute, unreadable};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
 use crate::render::database;
@@ -160,12 +160,12 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
 
     // The ServiceAccount first: the pods need it to be admitted.
     match service_account {
-        Some(sa) => drop(apply(ctx, &caches.service_accounts, ms, sa, &mut changed).await?),
+        Some(sa) => drop(apply_child(ctx, &caches.service_accounts, ms, sa, &mut changed).await?),
         None => absent.push(Optional::ServiceAccount),
     }
     // The NetworkPolicy before any pod of this render runs.
-    apply(ctx, &caches.network_policies, ms, network_policy, &mut changed).await?;
-    apply(ctx, &caches.services, ms, service, &mut changed).await?;
+    apply_child(ctx, &caches.network_policies, ms, network_policy, &mut changed).await?;
+    apply_child(ctx, &caches.services, ms, service, &mut changed).await?;
 
     // The database before the Deployment: the pods read its binding, and roll when the
     // credentials change.
@@ -187,36 +187,18 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
         None => None,
     };
 
-    // Replicas: the HPA exists before the Deployment stops declaring them; it is deleted (by
-    // the prune stage) only after the Deployment declares them again.
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), cx.namespace);
-    if hand_off_replicas(&deployments, &deployment).await? {
-        changed.push(String::from("Deployment replicas (handed to the HPA)"));
-    }
-    let hpa = match hpa {
-        Some(hpa) => Some(apply(ctx, &caches.hpas, ms, hpa, &mut changed).await?),
-        None => {
-            absent.push(Optional::Hpa);
-            None
-        }
-    };
-    let mut deployment = apply(ctx, &caches.deployments, ms, deployment, &mut changed).await?;
-    // A new Deployment under an HPA starts at one replica; start it at minReplicas instead
-    // of waiting for the HPA's next sync.
-    if let Some(min) = ms.spec.autoscaling.as_ref().map(|a| a.min())
-        && deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) < min
-    {
-        set_replicas_by_handoff(&deployments, cx.name, min).await?;
-        deployment = deployments.get(cx.name).await.map_err(Error::kube(format!("get Deployment {}", cx.name)))?;
-        changed.push(String::from("Deployment replicas (raised to minReplicas)"));
+    // The HPA and the Deployment together: they share `spec.replicas`.
+    let (deployment, hpa) = replicas::apply_scaled(ctx, ms, deployment, hpa, &mut changed).await?;
+    if hpa.is_none() {
+        absent.push(Optional::Hpa);
     }
 
     match pdb {
-        Some(pdb) => drop(apply(ctx, &caches.pdbs, ms, pdb, &mut changed).await?),
+        Some(pdb) => drop(apply_child(ctx, &caches.pdbs, ms, pdb, &mut changed).await?),
         None => absent.push(Optional::Pdb),
     }
     match ingress {
-        Some(ingress) => drop(apply(ctx, &caches.ingresses, ms, ingress, &mut changed).await?),
+        Some(ingress) => drop(apply_child(ctx, &caches.ingresses, ms, ingress, &mut changed).await?),
         None => absent.push(Optional::Ingress),
     }
     Ok(Applied { deployment, hpa, database, absent, changed })
@@ -233,54 +215,16 @@ async fn prune_children(
     let caches = &ctx.caches;
     for kind in absent {
         let (deleted, what) = match kind {
-            Optional::ServiceAccount => (prune_one(ctx, &caches.service_accounts, ms).await?, "ServiceAccount"),
-            Optional::Hpa => (prune_one(ctx, &caches.hpas, ms).await?, "HorizontalPodAutoscaler"),
-            Optional::Pdb => (prune_one(ctx, &caches.pdbs, ms).await?, "PodDisruptionBudget"),
-            Optional::Ingress => (prune_one(ctx, &caches.ingresses, ms).await?, "Ingress"),
+            Optional::ServiceAccount => (prune_child(ctx, &caches.service_accounts, ms).await?, "ServiceAccount"),
+            Optional::Hpa => (prune_child(ctx, &caches.hpas, ms).await?, "HorizontalPodAutoscaler"),
+            Optional::Pdb => (prune_child(ctx, &caches.pdbs, ms).await?, "PodDisruptionBudget"),
+            Optional::Ingress => (prune_child(ctx, &caches.ingresses, ms).await?, "Ingress"),
         };
         if deleted {
             changed.push(format!("{what} (deleted)"));
         }
     }
     Ok(())
-}
-
-/// Applies one child through [`ensure`], noting its kind in `changed` when it was written.
-async fn apply<K>(
-    ctx: &Context,
-    cache: &Store<K>,
-    ms: &Microservice,
-    desired: K,
-    changed: &mut Vec<String>,
-) -> Result<K, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ms.ns());
-    let (live, outcome) = ensure(&api, cache, ms, desired).await?;
-    if outcome == Outcome::Applied {
-        changed.push(K::kind(&K::DynamicType::default()).into_owned());
-    }
-    Ok(live)
-}
-
-/// Deletes the child of `ms` of kind `K`, named as the service, when Flotilla made it.
-async fn prune_one<K>(ctx: &Context, cache: &Store<K>, ms: &Microservice) -> Result<bool, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ms.ns());
-    prune(&api, cache, ms, &ms.name_any()).await
 }
 
 fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
@@ -405,4 +349,37 @@ async fn set_finalizer(ctx: &Context, ms: &Microservice, present: bool) -> Resul
         .await
         .map_err(Error::kube(if present { "add finalizer" } else { "remove finalizer" }))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::fake_api::FakeApi;
+
+    #[tokio::test]
+    async fn a_write_over_a_stale_read_is_refused_and_retried_not_waited_on() {
+        let api = FakeApi::default();
+        let ctx = Arc::new(Context::offline(api.client()));
+        let path = "/apis/flotilla.dev/v1alpha1/namespaces/shop/microservices/api";
+        api.put(
+            path,
+            json!({"apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice",
+            "metadata": {"name": "api", "namespace": "shop"}, "spec": {"image": "api:1"}}),
+        );
+        let fresh: Microservice = serde_json::from_value(api.get(path).unwrap()).unwrap();
+        // Someone else writes after our read.
+        api.put(path, api.get(path).unwrap());
+        let error = set_finalizer(&ctx, &fresh, true).await.expect_err("a stale resourceVersion");
+        assert_eq!(error.category(), "ApiConflict");
+        assert!(!error.waits_for_change());
+        assert!(api.get(path).unwrap().pointer("/metadata/finalizers").is_none(), "nothing written");
+        assert_ne!(error_policy(Arc::new(fresh), &error, ctx.clone()), Action::await_change());
+
+        // Read again, the same write goes through.
+        let again: Microservice = serde_json::from_value(api.get(path).unwrap()).unwrap();
+        set_finalizer(&ctx, &again, true).await.expect("a fresh resourceVersion");
+        assert_eq!(api.get(path).unwrap()["metadata"]["finalizers"], json!([database::FINALIZER]));
+    }
 }

@@ -123,7 +123,9 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
 
     let mut conditions = Vec::new();
     let dep_status = seen.deployment.and_then(|d| d.status.as_ref());
-    let min_replicas = ms.spec.autoscaling.as_ref().map_or(0, |a| a.min());
+    // Under an HPA the rollout is not complete below its minimum: read from the applied HPA,
+    // which carries the default when the spec leaves it out.
+    let min_replicas = seen.hpa.and_then(|h| h.spec.as_ref()).and_then(|s| s.min_replicas).unwrap_or(0);
     match (&seen.blocked, seen.deployment.map(|d| rollout(d, min_replicas))) {
         (Some((reason, message)), _) => {
             conditions.push(cond(READY, Some(false), reason, message.clone()));
@@ -454,11 +456,17 @@ mod tests {
         let mut m = ms(1);
         m.spec.autoscaling =
             Some(crate::api::Autoscaling { min_replicas: Some(2), max_replicas: 5, ..Default::default() });
+        m.spec.image = "orders:1".into();
+        // The minimum is read from the applied HPA, as the render wrote it.
+        let rendered = crate::render::children(&crate::render::check(&m, &Default::default()).unwrap()).hpa.unwrap();
+        assert_eq!(rendered.spec.as_ref().and_then(|s| s.min_replicas), Some(2));
         let one = dep(1, 1, 1, 1, 1);
-        let s = compute(&m, &Observed { deployment: Some(&one), ..Default::default() }, &Settings::default(), t0);
+        let seen = Observed { deployment: Some(&one), hpa: Some(&rendered), ..Default::default() };
+        let s = compute(&m, &seen, &Settings::default(), t0);
         assert_eq!(get(&s, READY).status, "False");
         let two = dep(1, 1, 2, 2, 2);
-        let s = compute(&m, &Observed { deployment: Some(&two), ..Default::default() }, &Settings::default(), t0);
+        let seen = Observed { deployment: Some(&two), hpa: Some(&rendered), ..Default::default() };
+        let s = compute(&m, &seen, &Settings::default(), t0);
         assert_eq!(get(&s, READY).status, "True");
     }
 
