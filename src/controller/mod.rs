@@ -11,39 +11,30 @@ mod leader;
 mod reconcile;
 mod replicas;
 mod status;
+mod watches;
 
 pub use apply::{FIELD_MANAGER, is_subset};
 pub use error::Error;
 pub use status::{AUTOSCALING, AVAILABLE, DATABASE_READY, DEPENDENCIES_READY, READY, RECONCILING, STALLED};
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use futures::StreamExt;
+use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::client::ClientBuilder;
-use kube::core::DeserializeGuard as Guarded;
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::runtime::{WatchStreamExt, reflector::reflector};
-use kube::{Client, Resource, ResourceExt};
 use tracing::{error, info, warn};
 
-use crate::api::{DatabaseClass, Microservice};
+use crate::api::Microservice;
 use crate::metrics::Metrics;
 use crate::render::Settings;
 use crate::server::{self, Health};
-use context::{Caches, Context};
+use context::Context;
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -139,7 +130,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         lost = Some(e.keep());
     }
 
-    let (controller, classes, caches) = build_controller(&client, &config);
+    let (controller, classes, caches) = watches::build(&client, config.namespace.as_ref());
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -235,173 +226,6 @@ async fn wait_for_crd(ms_api: &Api<Microservice>) -> Result<(), RunError> {
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<(), RunError> {
     server.abort();
     Ok(())
-}
-
-fn build_controller(
-    client: &Client,
-    config: &RunConfig,
-) -> (Controller<Microservice>, Store<Guarded<DatabaseClass>>, Caches) {
-    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let ns = &config.namespace;
-    // Each Microservice is read on its own, so one that cannot be read never stops the others.
-    let (reader, writer) = reflector::store::<Microservice>();
-    let last = reader.clone();
-    let events =
-        watcher::watcher(api::<guard::Read>(client, ns), watcher::Config::default()).filter_map(move |event| {
-            futures::future::ready(match event {
-                Ok(event) => guard::readable(event, &last).map(Ok),
-                Err(e) => Some(Err(e)),
-            })
-        });
-    // A change of a spec, or a deletion, also reconciles the service's callers and callees (see
-    // below). It is taken from this same watch once the store holds it; status updates, most of
-    // the traffic while services come up, concern no one else.
-    let (spec_changes, spec_changed) = futures::channel::mpsc::unbounded::<Microservice>();
-    let mut generations: HashMap<ObjectRef<Microservice>, Option<i64>> = HashMap::new();
-    let microservices = reflector(writer, events)
-        .inspect_ok(move |event| {
-            let changed = match event {
-                watcher::Event::Apply(ms) | watcher::Event::InitApply(ms) => {
-                    let generation = ms.metadata.generation;
-                    (generations.insert(ObjectRef::from(ms), generation) != Some(generation)).then_some(ms)
-                }
-                watcher::Event::Delete(ms) => {
-                    generations.remove(&ObjectRef::from(ms));
-                    Some(ms)
-                }
-                watcher::Event::Init | watcher::Event::InitDone => None,
-            };
-            if let Some(ms) = changed {
-                let _ = spec_changes.unbounded_send(ms.clone());
-            }
-        })
-        .applied_objects();
-    // Only children Flotilla made are watched.
-    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
-    // The children's watches fill the caches and trigger their owners' reconciles.
-    fn owned<K>(
-        api: Api<K>,
-        config: watcher::Config,
-    ) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>>)
-    where
-        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-    {
-        let (reader, writer) = reflector::store::<K>();
-        // The comparisons never read managedFields, which are a large share of each object.
-        let events = watcher::watcher(api, config).modify(|obj| obj.managed_fields_mut().clear());
-        (reader, reflector(writer, events).touched_objects())
-    }
-    let (deployments, deployment_events) = owned(api::<Deployment>(client, ns), children.clone());
-    let (services, service_events) = owned(api::<Service>(client, ns), children.clone());
-    let (service_accounts, service_account_events) = owned(api::<ServiceAccount>(client, ns), children.clone());
-    let (hpas, hpa_events) = owned(api::<HorizontalPodAutoscaler>(client, ns), children.clone());
-    let (network_policies, network_policy_events) = owned(api::<NetworkPolicy>(client, ns), children.clone());
-    let (pdbs, pdb_events) = owned(api::<PodDisruptionBudget>(client, ns), children.clone());
-    let (ingresses, ingress_events) = owned(api::<Ingress>(client, ns), children.clone());
-    let (stateful_sets, stateful_set_events) = owned(api::<StatefulSet>(client, ns), children.clone());
-    let (secrets, secret_events) = owned(api::<Secret>(client, ns), children.clone());
-    let caches = Caches {
-        deployments,
-        services,
-        service_accounts,
-        hpas,
-        network_policies,
-        pdbs,
-        ingresses,
-        stateful_sets,
-        secrets,
-    };
-    let controller = Controller::for_stream(microservices, reader)
-        .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .owns_stream(service_account_events)
-        .owns_stream(hpa_events)
-        .owns_stream(network_policy_events)
-        .owns_stream(pdb_events)
-        .owns_stream(ingress_events)
-        .owns_stream(stateful_set_events)
-        .owns_stream(secret_events);
-    let store = controller.store();
-    let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
-    // One dependency list drives both sides: when a service changes, the services it calls
-    // (before and after the change) and the services that call it are reconciled too.
-    let controller =
-        controller.watches_stream(spec_changed.map(Ok), move |ms: Microservice| related(&ms, &store, &seen));
-    // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
-    // the default class), so a class created late or fixed is picked up at once.
-    let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
-    let class_events = reflector(class_writer, watcher::watcher(Api::all(client.clone()), watcher::Config::default()))
-        .touched_objects();
-    let store = controller.store();
-    let controller = controller.watches_stream(class_events, move |class: Guarded<DatabaseClass>| {
-        let name = class.meta().name.clone().unwrap_or_default();
-        if let Err(e) = &class.0 {
-            warn!(class = name, error = %e, "cannot read a DatabaseClass; the services that name it see none");
-        }
-        users_of_class(&name, &store)
-    });
-    (controller, classes, caches)
-}
-
-/// The services whose database uses the class `name`, or the default class (any class may have
-/// become, or stopped being, the default).
-fn users_of_class(name: &str, store: &Store<Microservice>) -> Vec<ObjectRef<Microservice>> {
-    store
-        .state()
-        .iter()
-        .filter(|ms| ms.spec.database.as_ref().is_some_and(|db| db.class.as_deref().is_none_or(|class| class == name)))
-        .map(|ms| ObjectRef::from(ms.as_ref()))
-        .collect()
-}
-
-fn related(
-    ms: &Microservice,
-    store: &Store<Microservice>,
-    seen: &Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>>,
-) -> Vec<ObjectRef<Microservice>> {
-    let me = ObjectRef::from(ms);
-    let own_ns = ms.metadata.namespace.clone().unwrap_or_default();
-    let callees: HashSet<ObjectRef<Microservice>> = ms
-        .spec
-        .dependencies
-        .iter()
-        .flatten()
-        .filter_map(|d| d.target(&own_ns).map(|(ns, svc)| ObjectRef::new(svc).within(ns)))
-        .collect();
-    let previous = {
-        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-        if ms.metadata.deletion_timestamp.is_some() {
-            seen.remove(&me)
-        } else {
-            seen.insert(me.clone(), callees.clone())
-        }
-    };
-    let name = ms.metadata.name.clone().unwrap_or_default();
-    let callers = store.state().into_iter().filter(|other| {
-        let other_ns = other.ns();
-        other.spec.dependencies.iter().flatten().any(|d| d.target(other_ns) == Some((own_ns.as_str(), name.as_str())))
-    });
-    let mut out: HashSet<ObjectRef<Microservice>> = callees;
-    out.extend(previous.unwrap_or_default());
-    // The other side of a name clash (`x` with a database, and `x-db`): refused while this one
-    // holds the names, it is looked at again when this one changes or goes.
-    out.insert(ObjectRef::new(&crate::render::database::object_name(&name)).within(&own_ns));
-    if let Some(owner) = name.strip_suffix(crate::render::database::OBJECT_SUFFIX) {
-        out.insert(ObjectRef::new(owner).within(&own_ns));
-    }
-    out.extend(callers.map(|m| ObjectRef::from(m.as_ref())));
-    out.remove(&me);
-    out.into_iter().collect()
 }
 
 async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {

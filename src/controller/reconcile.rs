@@ -228,20 +228,10 @@ async fn prune_children(
 }
 
 fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
-    let own_ns = ms.ns().to_string();
-    let all = ctx.store.state();
-    ms.spec
-        .dependencies
-        .iter()
-        .flatten()
-        .filter_map(|d| {
-            let (ns, svc) = d.target(&own_ns)?;
-            let found = all
-                .iter()
-                .any(|m| m.metadata.name.as_deref() == Some(svc) && m.metadata.namespace.as_deref() == Some(ns));
-            (!found).then(|| format!("{ns}/{svc}"))
-        })
-        .collect()
+    let own_ns = ms.ns();
+    let world = World { microservices: ctx.store.state(), ..World::default() };
+    let targets = ms.spec.dependencies.iter().flatten().filter_map(|d| d.target(own_ns));
+    targets.filter(|(ns, svc)| world.find(ns, svc).is_none()).map(|(ns, svc)| format!("{ns}/{svc}")).collect()
 }
 
 /// Patches the status only when it differs from what is stored.

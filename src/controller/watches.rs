@@ -1,0 +1,233 @@
+//! The watches: Microservices (each read on its own, so one that cannot be read stops no other),
+//! the children Flotilla made (their caches, and their owners' reconciles), DatabaseClasses, and
+//! the neighbours a change concerns (callers, callees, the other side of a name clash).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::core::DeserializeGuard as Guarded;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector::reflector};
+use kube::{Client, Resource, ResourceExt};
+use tracing::warn;
+
+use super::context::Caches;
+use super::guard;
+use crate::api::{DatabaseClass, Microservice};
+use crate::render::{World, database};
+
+pub fn build(
+    client: &Client,
+    namespace: Option<&String>,
+) -> (Controller<Microservice>, Store<Guarded<DatabaseClass>>, Caches) {
+    fn api<K>(client: &Client, ns: Option<&String>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace;
+    // Each Microservice is read on its own, so one that cannot be read never stops the others.
+    let (reader, writer) = reflector::store::<Microservice>();
+    let last = reader.clone();
+    let events =
+        watcher::watcher(api::<guard::Read>(client, ns), watcher::Config::default()).filter_map(move |event| {
+            futures::future::ready(match event {
+                Ok(event) => guard::readable(event, &last).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        });
+    // A change of a spec, or a deletion, also reconciles the service's callers and callees (see
+    // below). It is taken from this same watch once the store holds it; status updates, most of
+    // the traffic while services come up, concern no one else.
+    let (spec_changes, spec_changed) = futures::channel::mpsc::unbounded::<Microservice>();
+    let mut generations: HashMap<ObjectRef<Microservice>, Option<i64>> = HashMap::new();
+    let microservices = reflector(writer, events)
+        .inspect_ok(move |event| {
+            let changed = match event {
+                watcher::Event::Apply(ms) | watcher::Event::InitApply(ms) => {
+                    let generation = ms.metadata.generation;
+                    (generations.insert(ObjectRef::from(ms), generation) != Some(generation)).then_some(ms)
+                }
+                watcher::Event::Delete(ms) => {
+                    generations.remove(&ObjectRef::from(ms));
+                    Some(ms)
+                }
+                watcher::Event::Init | watcher::Event::InitDone => None,
+            };
+            if let Some(ms) = changed {
+                let _ = spec_changes.unbounded_send(ms.clone());
+            }
+        })
+        .applied_objects();
+    // Only children Flotilla made are watched.
+    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
+    // The children's watches fill the caches and trigger their owners' reconciles.
+    fn owned<K>(
+        api: Api<K>,
+        config: watcher::Config,
+    ) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>>)
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let (reader, writer) = reflector::store::<K>();
+        // The comparisons never read managedFields, which are a large share of each object.
+        let events = watcher::watcher(api, config).modify(|obj| obj.managed_fields_mut().clear());
+        (reader, reflector(writer, events).touched_objects())
+    }
+    let (deployments, deployment_events) = owned(api::<Deployment>(client, ns), children.clone());
+    let (services, service_events) = owned(api::<Service>(client, ns), children.clone());
+    let (service_accounts, service_account_events) = owned(api::<ServiceAccount>(client, ns), children.clone());
+    let (hpas, hpa_events) = owned(api::<HorizontalPodAutoscaler>(client, ns), children.clone());
+    let (network_policies, network_policy_events) = owned(api::<NetworkPolicy>(client, ns), children.clone());
+    let (pdbs, pdb_events) = owned(api::<PodDisruptionBudget>(client, ns), children.clone());
+    let (ingresses, ingress_events) = owned(api::<Ingress>(client, ns), children.clone());
+    let (stateful_sets, stateful_set_events) = owned(api::<StatefulSet>(client, ns), children.clone());
+    let (secrets, secret_events) = owned(api::<Secret>(client, ns), children.clone());
+    let caches = Caches {
+        deployments,
+        services,
+        service_accounts,
+        hpas,
+        network_policies,
+        pdbs,
+        ingresses,
+        stateful_sets,
+        secrets,
+    };
+    let controller = Controller::for_stream(microservices, reader)
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .owns_stream(service_account_events)
+        .owns_stream(hpa_events)
+        .owns_stream(network_policy_events)
+        .owns_stream(pdb_events)
+        .owns_stream(ingress_events)
+        .owns_stream(stateful_set_events)
+        .owns_stream(secret_events);
+    let store = controller.store();
+    let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
+    // One dependency list drives both sides: when a service changes, the services it calls
+    // (before and after the change) and the services that call it are reconciled too.
+    let controller =
+        controller.watches_stream(spec_changed.map(Ok), move |ms: Microservice| related(&ms, &store, &seen));
+    // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
+    // the default class), so a class created late or fixed is picked up at once.
+    let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
+    let class_events = reflector(class_writer, watcher::watcher(Api::all(client.clone()), watcher::Config::default()))
+        .touched_objects();
+    let store = controller.store();
+    let controller = controller.watches_stream(class_events, move |class: Guarded<DatabaseClass>| {
+        let name = class.meta().name.clone().unwrap_or_default();
+        if let Err(e) = &class.0 {
+            warn!(class = name, error = %e, "cannot read a DatabaseClass; the services that name it see none");
+        }
+        users_of_class(&name, &store)
+    });
+    (controller, classes, caches)
+}
+
+/// The services whose database uses the class `name`, or the default class (any class may have
+/// become, or stopped being, the default).
+fn users_of_class(name: &str, store: &Store<Microservice>) -> Vec<ObjectRef<Microservice>> {
+    store
+        .state()
+        .iter()
+        .filter(|ms| ms.spec.database.as_ref().is_some_and(|db| db.class.as_deref().is_none_or(|class| class == name)))
+        .map(|ms| ObjectRef::from(ms.as_ref()))
+        .collect()
+}
+
+fn related(
+    ms: &Microservice,
+    store: &Store<Microservice>,
+    seen: &Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>>,
+) -> Vec<ObjectRef<Microservice>> {
+    let me = ObjectRef::from(ms);
+    let own_ns = ms.metadata.namespace.clone().unwrap_or_default();
+    let callees: HashSet<ObjectRef<Microservice>> = ms
+        .spec
+        .dependencies
+        .iter()
+        .flatten()
+        .filter_map(|d| d.target(&own_ns).map(|(ns, svc)| ObjectRef::new(svc).within(ns)))
+        .collect();
+    let previous = {
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        if ms.metadata.deletion_timestamp.is_some() {
+            seen.remove(&me)
+        } else {
+            seen.insert(me.clone(), callees.clone())
+        }
+    };
+    let name = ms.metadata.name.clone().unwrap_or_default();
+    let world = World { microservices: store.state(), ..World::default() };
+    let mut out: HashSet<ObjectRef<Microservice>> = callees;
+    out.extend(previous.unwrap_or_default());
+    // The other side of a name clash (`x` with a database, and `x-db`): refused while this one
+    // holds the names, it is looked at again when this one changes or goes.
+    out.insert(ObjectRef::new(&database::object_name(&name)).within(&own_ns));
+    if let Some(owner) = name.strip_suffix(database::OBJECT_SUFFIX) {
+        out.insert(ObjectRef::new(owner).within(&own_ns));
+    }
+    out.extend(world.callers_of(&own_ns, &name).into_iter().map(|c| ObjectRef::new(&c.name).within(&c.namespace)));
+    out.remove(&me);
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Dependency;
+
+    fn ms(ns: &str, name: &str, calls: &[&str]) -> Microservice {
+        let mut ms = Microservice::new(name, Default::default());
+        ms.metadata.namespace = Some(ns.into());
+        let dependency = |c: &&str| match c.split_once('/') {
+            Some((ns, svc)) => {
+                Dependency { namespace: Some(ns.into()), service: Some(svc.into()), ..Default::default() }
+            }
+            None => Dependency { service: Some(c.to_string()), ..Default::default() },
+        };
+        ms.spec.dependencies = Some(calls.iter().map(dependency).collect());
+        ms
+    }
+
+    fn names(mut refs: Vec<ObjectRef<Microservice>>) -> Vec<String> {
+        refs.sort_by_key(|r| (r.namespace.clone(), r.name.clone()));
+        refs.iter().map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name)).collect()
+    }
+
+    #[test]
+    fn a_change_concerns_callers_callees_old_and_new_and_the_other_side_of_a_name_clash() {
+        let (store, mut writer) = reflector::store::<Microservice>();
+        for m in [ms("shop", "web", &["api"]), ms("ops", "probe", &["shop/api"]), ms("shop", "api", &["db"])] {
+            writer.apply_watcher_event(&watcher::Event::Apply(m));
+        }
+        let seen = Mutex::default();
+        assert_eq!(
+            names(related(&ms("shop", "api", &["db"]), &store, &seen)),
+            ["ops/probe", "shop/api-db", "shop/db", "shop/web"]
+        );
+        // `api` stops calling `db` and calls `cache`: both are told.
+        assert_eq!(
+            names(related(&ms("shop", "api", &["cache"]), &store, &seen)),
+            ["ops/probe", "shop/api-db", "shop/cache", "shop/db", "shop/web"]
+        );
+        assert_eq!(names(related(&ms("shop", "api-db", &[]), &store, &seen)), ["shop/api", "shop/api-db-db"]);
+    }
+}
