@@ -73,7 +73,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
             observed.paused = *paused;
             observed.database = database.clone();
             // A class problem waits for the class (watched); a database coming up is polled.
-            db_pending = database.as_ref().is_some_and(|d| !d.ready && d.phase != db::Phase::Failed);
+            db_pending = database.as_ref().is_some_and(|d| !d.ready() && d.phase() != db::Phase::Failed);
         }
         Err(e) if e.waits_for_change() => {
             let message = e.for_user();
@@ -171,7 +171,7 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
     // credentials change.
     let database = match &database {
         Some(rendered) => {
-            let state = db::converge(ctx, cx, rendered, &cx.world.database_classes).await?;
+            let state = db::converge(ctx, cx, rendered).await?;
             changed.extend(state.changed.iter().cloned());
             if let Some(hash) = &state.credentials_hash
                 && let Some(tmpl) = deployment.spec.as_mut().map(|s| &mut s.template)

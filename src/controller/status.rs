@@ -164,10 +164,10 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
     // The service is not Ready before its database is; a database that needs someone to act
     // (no class, a broken class) stalls it.
     if let (None, Some(db)) = (&seen.blocked, &seen.database)
-        && !db.ready
+        && !db.ready()
         && !seen.paused
     {
-        let failed = db.phase == super::database::Phase::Failed;
+        let failed = db.phase() == super::database::Phase::Failed;
         let reason = if failed { db.reason.as_str() } else { "DatabaseNotReady" };
         let message = format!("database: {}", db.message);
         for c in conditions.iter_mut() {
@@ -226,7 +226,7 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
         conditions.push(cond(AUTOSCALING, ok, &reason, message));
     }
     if let Some(db) = &seen.database {
-        conditions.push(cond(DATABASE_READY, Some(db.ready), &db.reason, db.message.clone()));
+        conditions.push(cond(DATABASE_READY, Some(db.ready()), db.reason.as_str(), db.message.clone()));
     } else if ms.spec.database.is_some() && seen.blocked.is_none() && !seen.paused {
         conditions.push(cond(DATABASE_READY, None, "Pending", "the database has not been looked at yet".into()));
     }
@@ -255,7 +255,7 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
             (Some(db), _) => Some(DatabaseStatus {
                 class: db.class.clone(),
                 secret_name: db.credentials_hash.as_ref().map(|_| binding_secret_name(name)),
-                phase: Some(db.phase.to_string()),
+                phase: Some(db.phase().as_str().into()),
                 retained: Some(db.retained || old.database.as_ref().and_then(|d| d.retained).unwrap_or(false)),
             }),
             (None, true) => old.database,

@@ -313,9 +313,7 @@ pub fn children(checked: &Checked) -> Children {
         network_policy: network_policy::network_policy(cx),
         pdb: pdb::pdb(cx),
         ingress: ingress::ingress(cx),
-        database: cx.spec.database.as_ref().map(|_| {
-            database::resolve_class(cx.ms, &cx.world.database_classes).and_then(|class| database::render(cx, class))
-        }),
+        database: cx.class.clone().map(|class| class.and_then(|class| database::render(cx, class))),
     }
 }
 
@@ -332,6 +330,9 @@ pub struct Cx<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
     pub ports: Vec<PortSpec>,
+    /// The DatabaseClass of the service's database (resolved once), or why there is none;
+    /// None without `spec.database`.
+    pub class: Option<Result<&'a DatabaseClass, ClassProblem>>,
 }
 
 impl<'a> Cx<'a> {
@@ -343,6 +344,7 @@ impl<'a> Cx<'a> {
             name: ms.metadata.name.as_deref().unwrap_or_default(),
             namespace: ms.ns(),
             ports: ms.spec.effective_ports(),
+            class: ms.spec.database.as_ref().map(|_| database::resolve_class(ms, &world.database_classes)),
         }
     }
 

@@ -129,8 +129,7 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
 /// The service may reach its own database: the embedded StatefulSet's pods, or the pods a claim
 /// class names.
 fn database_egress(cx: &Cx) -> Option<NetworkPolicyEgressRule> {
-    cx.spec.database.as_ref()?;
-    let class = database::resolve_class(cx.ms, &cx.world.database_classes).ok()?;
+    let class = cx.class.as_ref()?.as_ref().ok()?;
     let (labels, port) = match class.spec.provisioner {
         Provisioner::Embedded => (
             BTreeMap::from([(database::DATABASE_LABEL.to_string(), cx.name.to_string())]),

@@ -5,12 +5,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 
-use super::{DbState, Phase, adopt, claim_kind, note, publish_binding};
+use super::{DbState, adopt, claim_kind, note, publish_binding};
 use crate::api::databaseclass::ClaimProvisioner;
 use crate::controller::apply::{Cached, ensure_with};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::render::Cx;
+use crate::render::database::Reason;
 use crate::render::database::{Connection, DatabaseChildren, connection_secret_name, ready_condition};
 
 pub(super) async fn converge(
@@ -20,18 +21,16 @@ pub(super) async fn converge(
     claim: &ClaimProvisioner,
 ) -> Result<DbState, Error> {
     let ms = cx.ms;
-    let mut state = DbState { class: Some(db.class.clone()), ..Default::default() };
+    let mut state = DbState::of(Some(db.class.clone()));
     let Some(object) = db.claim.clone() else {
-        return Ok(DbState::waiting(state.class, Phase::Failed, "InvalidClass", "no claim object".into()));
+        return Ok(state.at(Reason::InvalidClass, "no claim object".into()));
     };
     let ar = match claim_kind(ctx, claim).await {
         Ok(ar) => ar,
-        Err((true, why)) => return Ok(DbState::waiting(state.class, Phase::Failed, "InvalidClass", why)),
+        Err((true, why)) => return Ok(state.at(Reason::InvalidClass, why)),
         Err((false, _)) => {
-            return Ok(DbState::waiting(
-                state.class,
-                Phase::Pending,
-                "ClaimKindNotServed",
+            return Ok(state.at(
+                Reason::ClaimKindNotServed,
                 format!(
                     "{}/{} is not served by the API server; install the database operator's CRDs",
                     claim.api_version, claim.kind
@@ -56,27 +55,20 @@ pub(super) async fn converge(
     let live_value = serde_json::to_value(&live).map_err(|source| Error::Serialize { what: "claim", source })?;
     let (condition, ready) = ready_condition(claim, &live_value);
     if !ready {
-        return Ok(DbState {
-            phase: Phase::Provisioning,
-            reason: "ClaimNotReady".into(),
-            message: format!("waiting for {} {} to report {condition}=True", claim.kind, live.name_any()),
-            ..state
-        });
+        return Ok(state.at(
+            Reason::ClaimNotReady,
+            format!("waiting for {} {} to report {condition}=True", claim.kind, live.name_any()),
+        ));
     }
     let secret_name = match connection_secret_name(cx, claim) {
         Ok(n) => n,
-        Err(m) => return Ok(DbState { phase: Phase::Failed, reason: "InvalidClass".into(), message: m, ..state }),
+        Err(m) => return Ok(state.at(Reason::InvalidClass, m)),
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), cx.namespace);
     let Some(conn_secret) =
         secrets.get_opt(&secret_name).await.map_err(Error::kube(format!("get Secret {secret_name}")))?
     else {
-        return Ok(DbState {
-            phase: Phase::Provisioning,
-            reason: "ConnectionSecretMissing".into(),
-            message: format!("waiting for Secret {secret_name}"),
-            ..state
-        });
+        return Ok(state.at(Reason::ConnectionSecretMissing, format!("waiting for Secret {secret_name}")));
     };
     let keys = claim.connection_secret.keys.clone().unwrap_or_default();
     let get = |meaning: &str| {
@@ -86,12 +78,9 @@ pub(super) async fn converge(
     let missing: Vec<&str> =
         ["host", "port", "username", "password"].into_iter().filter(|m| get(m).is_none()).collect();
     if !missing.is_empty() {
-        return Ok(DbState {
-            phase: Phase::Provisioning,
-            reason: "ConnectionSecretIncomplete".into(),
-            message: format!("Secret {secret_name} lacks {}", missing.join(", ")),
-            ..state
-        });
+        return Ok(
+            state.at(Reason::ConnectionSecretIncomplete, format!("Secret {secret_name} lacks {}", missing.join(", ")))
+        );
     }
     let conn = Connection {
         host: get("host").unwrap_or_default(),
@@ -103,11 +92,5 @@ pub(super) async fn converge(
     };
     let provider = claim.api_version.split('/').next().unwrap_or("claim").to_string();
     state.credentials_hash = Some(publish_binding(ctx, cx, db, &provider, &conn, &mut state).await?);
-    Ok(DbState {
-        ready: true,
-        phase: Phase::Ready,
-        reason: "Ready".into(),
-        message: format!("{} {} is ready", claim.kind, live.name_any()),
-        ..state
-    })
+    Ok(state.at(Reason::Ready, format!("{} {} is ready", claim.kind, live.name_any())))
 }

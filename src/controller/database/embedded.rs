@@ -8,12 +8,13 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::{DbState, Phase, adopt, note, publish_binding, read};
+use super::{DbState, adopt, note, publish_binding, read};
 use crate::api::defaults::parse_quantity;
 use crate::controller::apply::{cached, check_ownership, ensure, ensure_with};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::render::Cx;
+use crate::render::database::Reason;
 use crate::render::database::{
     self, DatabaseChildren, credentials_secret, credentials_secret_name, embedded_connection, generate_password,
     object_name, volume_claim_name,
@@ -22,7 +23,7 @@ use crate::render::database::{
 pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) -> Result<DbState, Error> {
     let ms = cx.ms;
     let client = ctx.client.clone();
-    let mut state = DbState { class: Some(db.class.clone()), ..Default::default() };
+    let mut state = DbState::of(Some(db.class.clone()));
 
     // Credentials: generated once, never regenerated; a retained Secret is adopted as it is.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), cx.namespace);
@@ -96,12 +97,10 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     let binding = match embedded_connection(cx, db.engine, &creds) {
         Some(conn) => publish_binding(ctx, cx, db, "flotilla", &conn, &mut state).await?,
         None => {
-            return Ok(DbState {
-                phase: Phase::Failed,
-                reason: "CredentialsIncomplete".into(),
-                message: format!("Secret {creds_name} lacks username, password or database"),
-                ..state
-            });
+            return Ok(state.at(
+                Reason::CredentialsIncomplete,
+                format!("Secret {creds_name} lacks username, password or database"),
+            ));
         }
     };
     state.credentials_hash = Some(binding);
@@ -112,12 +111,7 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     let Some(pvc) =
         pvcs.get_opt(&pvc_name).await.map_err(Error::kube(format!("get PersistentVolumeClaim {pvc_name}")))?
     else {
-        return Ok(DbState {
-            phase: Phase::Pending,
-            reason: "VolumePending".into(),
-            message: format!("waiting for volume claim {pvc_name} to be created"),
-            ..state
-        });
+        return Ok(state.at(Reason::VolumePending, format!("waiting for volume claim {pvc_name} to be created")));
     };
     state.retained |= adopt(&pvcs, &pvc, ms).await?;
     if let Some(msg) = expand(&pvcs, &pvc, cx).await? {
@@ -125,33 +119,20 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     }
     let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     if phase != "Bound" {
-        return Ok(DbState {
-            phase: Phase::Pending,
-            reason: "VolumePending".into(),
-            message: format!(
+        return Ok(state.at(
+            Reason::VolumePending,
+            format!(
                 "volume claim {pvc_name} is {}; the database cannot start until it is bound",
                 if phase.is_empty() { "Pending" } else { &phase }
             ),
-            ..state
-        });
+        ));
     }
     // The StatefulSet as the apply left it (the watch cache's copy, or the server's answer).
     let ready = live_sts.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0) >= 1;
     if !ready {
-        return Ok(DbState {
-            phase: Phase::Provisioning,
-            reason: "Starting".into(),
-            message: format!("database {} is starting", object_name(cx.name)),
-            ..state
-        });
+        return Ok(state.at(Reason::Starting, format!("database {} is starting", object_name(cx.name))));
     }
-    Ok(DbState {
-        ready: true,
-        phase: Phase::Ready,
-        reason: "Ready".into(),
-        message: format!("{} database {} is ready", db.engine.binding_type(), object_name(cx.name)),
-        ..state
-    })
+    Ok(state.at(Reason::Ready, format!("{} database {} is ready", db.engine.binding_type(), object_name(cx.name))))
 }
 
 /// Grows the claim to `database.storage`; never shrinks it.

@@ -23,20 +23,21 @@ use tracing::info;
 use super::apply::{Cached, Outcome, cached, controlled_by, ensure};
 use super::context::Context;
 use super::error::Error;
+use crate::api::Microservice;
 use crate::api::databaseclass::{ClaimProvisioner, Provisioner};
-use crate::api::{DatabaseClass, Microservice};
 use crate::render::Cx;
+pub use crate::render::database::Phase;
 use crate::render::database::{
-    ClassProblem, Connection, DatabaseChildren, RETAINED_FROM, binding_hash, binding_secret, binding_secret_name,
+    ClassProblem, Connection, DatabaseChildren, RETAINED_FROM, Reason, binding_hash, binding_secret,
+    binding_secret_name,
 };
 
 /// Where a service's database stands, for its status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DbState {
     pub class: Option<String>,
-    pub ready: bool,
-    pub phase: Phase,
-    pub reason: String,
+    /// Why it is where it is; the phase follows from it.
+    pub reason: Reason,
     pub message: String,
     /// Existing retained data was adopted.
     pub retained: bool,
@@ -45,39 +46,22 @@ pub struct DbState {
     pub changed: Vec<String>,
 }
 
-/// Where a database is in its life, as `status.database.phase` shows it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Phase {
-    /// Waiting for something outside Flotilla (a volume to bind, a claim kind to be served).
-    #[default]
-    Pending,
-    /// Its objects exist and it is coming up.
-    Provisioning,
-    Ready,
-    /// It cannot be made as asked until someone acts (no class, a broken class): it stalls the service.
-    Failed,
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Pending => "Pending",
-            Phase::Provisioning => "Provisioning",
-            Phase::Ready => "Ready",
-            Phase::Failed => "Failed",
-        }
-    }
-}
-
 impl DbState {
-    fn waiting(class: Option<String>, phase: Phase, reason: &str, message: String) -> Self {
-        DbState { class, phase, reason: reason.into(), message, ..Default::default() }
+    fn of(class: Option<String>) -> Self {
+        DbState { class, ..Default::default() }
+    }
+
+    /// This state, now at `reason`, told by `message`.
+    fn at(self, reason: Reason, message: String) -> Self {
+        DbState { reason, message, ..self }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.reason.phase()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.reason == Reason::Ready
     }
 }
 
@@ -86,20 +70,16 @@ pub async fn converge(
     ctx: &Context,
     cx: &Cx<'_>,
     rendered: &Result<DatabaseChildren, ClassProblem>,
-    classes: &[std::sync::Arc<DatabaseClass>],
 ) -> Result<DbState, Error> {
     let db = match rendered {
         Ok(db) => db,
-        Err((reason, message)) => return Ok(DbState::waiting(None, Phase::Failed, reason, message.clone())),
+        Err((reason, message)) => return Ok(DbState::of(None).at(*reason, message.clone())),
     };
-    let class = classes.iter().find(|c| c.metadata.name.as_deref() == Some(db.class.as_str()));
-    match (db.provisioner, class.and_then(|c| c.spec.claim.as_ref())) {
+    match (db.provisioner, &db.claim_provisioner) {
         (Provisioner::Embedded, _) => embedded::converge(ctx, cx, db).await,
         (Provisioner::Claim, Some(claim)) => claim::converge(ctx, cx, db, claim).await,
-        (Provisioner::Claim, None) => Ok(DbState::waiting(
-            Some(db.class.clone()),
-            Phase::Failed,
-            "InvalidClass",
+        (Provisioner::Claim, None) => Ok(DbState::of(Some(db.class.clone())).at(
+            Reason::InvalidClass,
             format!("DatabaseClass {} has provisioner claim but no claim section", db.class),
         )),
     }

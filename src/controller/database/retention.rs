@@ -101,11 +101,11 @@ async fn claim_api(
     classes: &[std::sync::Arc<DatabaseClass>],
 ) -> Option<Api<DynamicObject>> {
     let class_name = ms.status.as_ref().and_then(|s| s.database.as_ref()).and_then(|d| d.class.clone());
+    // The class the database was made with, as the status recorded it; resolved as the render
+    // would when the status never said.
     let class = match class_name {
-        Some(n) => classes.iter().find(|c| c.metadata.name.as_deref() == Some(n.as_str()))?,
-        None => database::resolve_class(ms, classes)
-            .ok()
-            .and_then(|c| classes.iter().find(|x| x.metadata.name == c.metadata.name))?,
+        Some(n) => classes.iter().map(AsRef::as_ref).find(|c| c.metadata.name.as_deref() == Some(n.as_str()))?,
+        None => database::resolve_class(ms, classes).ok()?,
     };
     let claim = class.spec.claim.as_ref().filter(|_| class.spec.provisioner == Provisioner::Claim)?;
     let ar = super::claim_kind(ctx, claim).await.ok()?;

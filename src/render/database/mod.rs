@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-use crate::api::databaseclass::{DEFAULT_CLASS_ANNOTATION, Engine, Provisioner};
+use crate::api::databaseclass::{ClaimProvisioner, DEFAULT_CLASS_ANNOTATION, Engine, Provisioner};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
 use crate::render::Cx;
 
@@ -57,7 +57,90 @@ pub fn volume_claim_name(service: &str) -> String {
 }
 
 /// Why no class can be used, as (reason, message).
-pub type ClassProblem = (&'static str, String);
+pub type ClassProblem = (Reason, String);
+
+/// Where a database is in its life, as `status.database.phase` shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for something outside Flotilla (a volume to bind, a claim kind to be served).
+    #[default]
+    Pending,
+    /// Its objects exist and it is coming up.
+    Provisioning,
+    Ready,
+    /// It cannot be made as asked until someone acts (no class, a broken class): it stalls the service.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+/// Why a database is where it is: the `DatabaseReady` condition's reason. Each reason belongs
+/// to one phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reason {
+    /// Not looked at yet.
+    #[default]
+    Pending,
+    ClassNotFound,
+    NoDefaultClass,
+    MultipleDefaultClasses,
+    InvalidClass,
+    InvalidClaim,
+    CredentialsIncomplete,
+    VolumePending,
+    ClaimKindNotServed,
+    Starting,
+    ClaimNotReady,
+    ConnectionSecretMissing,
+    ConnectionSecretIncomplete,
+    Ready,
+}
+
+impl Reason {
+    pub fn phase(self) -> Phase {
+        use Reason::*;
+        match self {
+            Pending | VolumePending | ClaimKindNotServed => Phase::Pending,
+            Starting | ClaimNotReady | ConnectionSecretMissing | ConnectionSecretIncomplete => Phase::Provisioning,
+            Ready => Phase::Ready,
+            ClassNotFound
+            | NoDefaultClass
+            | MultipleDefaultClasses
+            | InvalidClass
+            | InvalidClaim
+            | CredentialsIncomplete => Phase::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        use Reason::*;
+        match self {
+            Pending => "Pending",
+            ClassNotFound => "ClassNotFound",
+            NoDefaultClass => "NoDefaultClass",
+            MultipleDefaultClasses => "MultipleDefaultClasses",
+            InvalidClass => "InvalidClass",
+            InvalidClaim => "InvalidClaim",
+            CredentialsIncomplete => "CredentialsIncomplete",
+            VolumePending => "VolumePending",
+            ClaimKindNotServed => "ClaimKindNotServed",
+            Starting => "Starting",
+            ClaimNotReady => "ClaimNotReady",
+            ConnectionSecretMissing => "ConnectionSecretMissing",
+            ConnectionSecretIncomplete => "ConnectionSecretIncomplete",
+            Ready => "Ready",
+        }
+    }
+}
 
 /// The class a database uses: the one named, or the single default class.
 pub fn resolve_class<'a>(
@@ -70,7 +153,7 @@ pub fn resolve_class<'a>(
             .iter()
             .map(Arc::as_ref)
             .find(|c| c.metadata.name.as_deref() == Some(name))
-            .ok_or(("ClassNotFound", format!("DatabaseClass {name:?} does not exist"))),
+            .ok_or((Reason::ClassNotFound, format!("DatabaseClass {name:?} does not exist"))),
         None => {
             let defaults: Vec<&DatabaseClass> = classes
                 .iter()
@@ -83,13 +166,13 @@ pub fn resolve_class<'a>(
             match defaults.as_slice() {
                 [one] => Ok(one),
                 [] => Err((
-                    "NoDefaultClass",
+                    Reason::NoDefaultClass,
                     format!(
                         "spec.database.class is not set and no DatabaseClass has {DEFAULT_CLASS_ANNOTATION}: \"true\""
                     ),
                 )),
                 many => Err((
-                    "MultipleDefaultClasses",
+                    Reason::MultipleDefaultClasses,
                     format!(
                         "spec.database.class is not set and several DatabaseClasses are marked default: {}; set spec.database.class or mark only one",
                         many.iter().filter_map(|c| c.metadata.name.as_deref()).collect::<Vec<_>>().join(", ")
@@ -204,8 +287,10 @@ pub struct DatabaseChildren {
     pub stateful_set: Option<StatefulSet>,
     pub service: Option<Service>,
     pub network_policy: Option<NetworkPolicy>,
-    /// Claim: the object another operator fulfils.
+    /// Claim: the object another operator fulfils, and the class's claim section (how to read
+    /// the object's readiness and its connection Secret).
     pub claim: Option<serde_json::Value>,
+    pub claim_provisioner: Option<ClaimProvisioner>,
 }
 
 /// Renders the database objects of `cx`'s service with `class`, or says what in the class is
@@ -223,11 +308,12 @@ pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassP
         service: None,
         network_policy: None,
         claim: None,
+        claim_provisioner: None,
     };
     match class.spec.provisioner {
         Provisioner::Embedded => {
             let e = class.spec.embedded.as_ref().ok_or((
-                "InvalidClass",
+                Reason::InvalidClass,
                 format!("DatabaseClass {class_name} has provisioner embedded but no embedded section"),
             ))?;
             out.service_account = Some(embedded::service_account(cx));
@@ -237,11 +323,13 @@ pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassP
         }
         Provisioner::Claim => {
             let c = class.spec.claim.as_ref().ok_or((
-                "InvalidClass",
+                Reason::InvalidClass,
                 format!("DatabaseClass {class_name} has provisioner claim but no claim section"),
             ))?;
+            out.claim_provisioner = Some(c.clone());
             out.claim = Some(
-                claim_object(cx, c, &db).map_err(|m| ("InvalidClaim", format!("DatabaseClass {class_name}: {m}")))?,
+                claim_object(cx, c, &db)
+                    .map_err(|m| (Reason::InvalidClaim, format!("DatabaseClass {class_name}: {m}")))?,
             );
         }
     }
@@ -328,10 +416,10 @@ mod tests {
         let classes = [class("a", false), class("b", true)];
         assert_eq!(resolve_class(&ms(None), &classes).unwrap().metadata.name.as_deref(), Some("b"));
         assert_eq!(resolve_class(&ms(Some("a")), &classes).unwrap().metadata.name.as_deref(), Some("a"));
-        assert_eq!(resolve_class(&ms(Some("zz")), &classes).unwrap_err().0, "ClassNotFound");
-        assert_eq!(resolve_class(&ms(None), &[class("a", false)]).unwrap_err().0, "NoDefaultClass");
+        assert_eq!(resolve_class(&ms(Some("zz")), &classes).unwrap_err().0, Reason::ClassNotFound);
+        assert_eq!(resolve_class(&ms(None), &[class("a", false)]).unwrap_err().0, Reason::NoDefaultClass);
         let (reason, message) = resolve_class(&ms(None), &[class("a", true), class("b", true)]).unwrap_err();
-        assert_eq!(reason, "MultipleDefaultClasses");
+        assert_eq!(reason, Reason::MultipleDefaultClasses);
         assert!(message.contains("a, b"), "{message}");
     }
 
