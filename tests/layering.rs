@@ -95,7 +95,7 @@ fn no_module_uses_a_higher_layer() {
 
 #[test]
 fn the_parser_sees_each_form_of_path() {
-    let text = "use crate::render::Cx;\nlet x = crate::controller::f(); // and crate::api\nuse crate::{validate, hash::fnv1a};";
+    let text = "use crate::render::Input;\nlet x = crate::controller::f(); // and crate::api\nuse crate::{validate, hash::fnv1a};";
     let names: Vec<String> = uses(text).into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["render", "controller", "api", "validate", "hash"]);
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -15,14 +14,13 @@ use tracing::{info, warn};
 
 use super::apply::{FIELD_MANAGER, apply_child, prune_child};
 use super::context::Context;
-use super::database::{self as db, DbState};
+use super::database::{self, DbState, Phase};
 use super::error::Error;
 use super::guard::{self, Read};
 use super::replicas;
 use super::status::{Observed, compute, unreadable};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
-use crate::render::database;
-use crate::render::database::CREDENTIALS_HASH;
+use crate::render::database::{CREDENTIALS_HASH, FINALIZER};
 use crate::render::{self, Checked, Children, World};
 
 /// How often a converged Microservice is looked at again, to repair what no watch reported.
@@ -40,15 +38,15 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         report_unreadable(&ctx, &ms, problem).await?;
         return Ok(Action::await_change());
     }
-    let has_finalizer = ms.finalizers().iter().any(|f| f == database::FINALIZER);
+    let has_finalizer = ms.finalizers().iter().any(|f| f == FINALIZER);
     if ms.meta().deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children; the finalizer is
         // there so that a database's data is kept (or deleted) as its policy says first.
         if has_finalizer {
             let classes = database_classes(&ctx).await?;
-            match db::policy(&ms) {
-                DeletionPolicy::Retain => db::retain(&ctx, &ms, &classes).await?,
-                DeletionPolicy::Delete => db::delete(&ctx, &ms, &classes).await?,
+            match database::policy(&ms) {
+                DeletionPolicy::Retain => database::retain(&ctx, &ms, &classes).await?,
+                DeletionPolicy::Delete => database::delete(&ctx, &ms, &classes).await?,
             }
             set_finalizer(&ctx, &ms, false).await?;
         }
@@ -60,7 +58,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         // The database section was removed: nothing said to delete the data, so it is kept,
         // and the embedded database stops.
         let classes = database_classes(&ctx).await?;
-        db::detach(&ctx, &ms, &classes).await?;
+        database::detach(&ctx, &ms, &classes).await?;
         set_finalizer(&ctx, &ms, false).await?;
     }
     let result = converge(&ms, &ctx).await;
@@ -73,11 +71,11 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
             observed.paused = *paused;
             observed.database = database.clone();
             // A class problem waits for the class (watched); a database coming up is polled.
-            db_pending = database.as_ref().is_some_and(|d| !d.ready() && d.phase() != db::Phase::Failed);
+            db_pending = database.as_ref().is_some_and(|d| !d.ready() && d.phase() != Phase::Failed);
         }
         Err(e) if e.waits_for_change() => {
             let message = e.for_user();
-            publish(&ctx, &ms, EventType::Warning, e.category(), &message).await;
+            record_event(&ctx, &ms, EventType::Warning, e.category(), &message).await;
             observed.blocked = Some((e.category(), message));
         }
         // Transient: keep the last status; the error policy retries.
@@ -116,7 +114,7 @@ async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> 
     if !applied.changed.is_empty() {
         info!(changed = ?applied.changed, "children updated");
         let note = format!("updated {}", applied.changed.join(", "));
-        publish(ctx, ms, EventType::Normal, "ChildrenUpdated", &note).await;
+        record_event(ctx, ms, EventType::Normal, "ChildrenUpdated", &note).await;
     }
     Ok(Converged { deployment: Some(applied.deployment), hpa: applied.hpa, paused: false, database: applied.database })
 }
@@ -153,8 +151,8 @@ enum Optional {
 /// not compile until it is applied here (and, when optional, pruned).
 async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children) -> Result<Applied, Error> {
     let Children { service_account, mut deployment, service, hpa, network_policy, pdb, ingress, database } = children;
-    let cx = checked.cx();
-    let (ms, caches) = (cx.ms, &ctx.caches);
+    let input = checked.input();
+    let (ms, caches) = (input.ms, &ctx.caches);
     let mut absent = Vec::new();
     let mut changed = Vec::new();
 
@@ -171,7 +169,7 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
     // credentials change.
     let database = match &database {
         Some(rendered) => {
-            let state = db::converge(ctx, cx, rendered).await?;
+            let state = database::provision(ctx, input, rendered).await?;
             changed.extend(state.changed.iter().cloned());
             if let Some(hash) = &state.credentials_hash
                 && let Some(tmpl) = deployment.spec.as_mut().map(|s| &mut s.template)
@@ -252,10 +250,6 @@ async fn update_status(ms: &Microservice, ctx: &Context, observed: &Observed<'_>
     Ok(())
 }
 
-async fn publish(ctx: &Context, ms: &Microservice, type_: EventType, reason: &str, note: &str) {
-    publish_on(ctx, &ms.object_ref(&()), type_, reason, note).await;
-}
-
 /// Reports a Microservice that cannot be read on its own status and in an Event, once per
 /// change of the object; its children are left as they are.
 async fn report_unreadable(ctx: &Context, ms: &Microservice, problem: &str) -> Result<(), Error> {
@@ -275,11 +269,12 @@ async fn report_unreadable(ctx: &Context, ms: &Microservice, problem: &str) -> R
     let body = serde_json::json!({"status": {"observedGeneration": ms.metadata.generation, "conditions": conditions}});
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     api.patch_status(&name, &params, &Patch::Merge(&body)).await.map_err(Error::kube("report unreadable object"))?;
-    publish(ctx, ms, EventType::Warning, "InvalidObject", &message).await;
+    record_event(ctx, ms, EventType::Warning, "InvalidObject", &message).await;
     Ok(())
 }
 
-async fn publish_on(ctx: &Context, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
+/// Records an Event on `ms`; a failure to record one is logged, never fatal.
+async fn record_event(ctx: &Context, ms: &Microservice, type_: EventType, reason: &str, note: &str) {
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -287,7 +282,7 @@ async fn publish_on(ctx: &Context, reference: &ObjectReference, type_: EventType
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, reference).await {
+    if let Err(e) = ctx.recorder.publish(&ev, &ms.object_ref(&())).await {
         warn!(error = %e, "cannot publish event");
     }
 }
@@ -329,9 +324,9 @@ async fn database_classes(ctx: &Context) -> Result<Vec<Arc<DatabaseClass>>, Erro
 
 /// Adds or removes the database finalizer, guarded by the resourceVersion read.
 async fn set_finalizer(ctx: &Context, ms: &Microservice, present: bool) -> Result<(), Error> {
-    let mut finalizers: Vec<String> = ms.finalizers().iter().filter(|f| *f != database::FINALIZER).cloned().collect();
+    let mut finalizers: Vec<String> = ms.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     if present {
-        finalizers.push(database::FINALIZER.into());
+        finalizers.push(FINALIZER.into());
     }
     let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), ms.ns());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": ms.resource_version()}});
@@ -370,6 +365,6 @@ mod tests {
         // Read again, the same write goes through.
         let again: Microservice = serde_json::from_value(api.get(path).unwrap()).unwrap();
         set_finalizer(&ctx, &again, true).await.expect("a fresh resourceVersion");
-        assert_eq!(api.get(path).unwrap()["metadata"]["finalizers"], json!([database::FINALIZER]));
+        assert_eq!(api.get(path).unwrap()["metadata"]["finalizers"], json!([FINALIZER]));
     }
 }

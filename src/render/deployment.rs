@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::database;
-use super::{Cx, callee_port, selector_labels, service_url};
+use super::{Input, callee_port, selector_labels, service_url};
 use crate::api::contract::{DATABASE_ENV, dependency_env_name};
 use crate::api::defaults::{DEFAULT_TMP_SIZE_LIMIT, resources, within_ephemeral_limit};
 use crate::api::{PodSettings, Protocol, Spread};
@@ -20,25 +20,25 @@ use crate::api::{PodSettings, Protocol, Spread};
 /// Default time a rollout may go without progress before it counts as failed.
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
 
-pub(super) fn deployment(cx: &Cx) -> Deployment {
-    let spec = cx.spec;
+pub(super) fn deployment(input: &Input) -> Deployment {
+    let spec = input.spec;
     let rollout = spec.rollout.clone().unwrap_or_default();
     let pod = spec.pod.clone().unwrap_or_default();
     let identity = pod.security_context.clone().unwrap_or_default();
     let resources = resources(spec.resources.as_ref());
 
-    let mut pod_labels = cx.labels();
+    let mut pod_labels = input.labels();
     for (k, v) in pod.labels.iter().flatten() {
         pod_labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
 
     Deployment {
-        metadata: cx.meta(cx.name),
+        metadata: input.meta(input.name),
         spec: Some(DeploymentSpec {
             // With autoscaling the HPA owns the replica count: leaving the field out of every apply
             // is what keeps the operator from fighting it.
             replicas: if spec.autoscaling.is_some() { None } else { Some(spec.replicas.unwrap_or(1)) },
-            selector: LabelSelector { match_labels: Some(selector_labels(cx.name)), ..Default::default() },
+            selector: LabelSelector { match_labels: Some(selector_labels(input.name)), ..Default::default() },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -56,7 +56,7 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(pod.service_account_name.clone().unwrap_or_else(|| cx.name.into())),
+                    service_account_name: Some(pod.service_account_name.clone().unwrap_or_else(|| input.name.into())),
                     automount_service_account_token: Some(pod.automount_service_account_token.unwrap_or(false)),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
@@ -67,12 +67,12 @@ pub(super) fn deployment(cx: &Cx) -> Deployment {
                         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                         ..Default::default()
                     }),
-                    containers: vec![container(cx, &resources)],
-                    volumes: Some(volumes(cx, &resources)),
+                    containers: vec![container(input, &resources)],
+                    volumes: Some(volumes(input, &resources)),
                     node_selector: pod.node_selector.clone(),
                     tolerations: pod.tolerations.clone(),
-                    affinity: affinity(cx, &pod),
-                    topology_spread_constraints: topology_spread(cx, &pod),
+                    affinity: affinity(input, &pod),
+                    topology_spread_constraints: topology_spread(input, &pod),
                     ..Default::default()
                 }),
             },
@@ -91,7 +91,7 @@ pub const ZONE_TOPOLOGY: &str = "topology.kubernetes.io/zone";
 /// `pod-template-hash` keeps a rollout's new pods balanced among themselves. Only the hostname:
 /// a node missing any constrained key is left out of spread scoring, so a zone constraint here
 /// would switch spreading off entirely on clusters whose nodes have no zone label.
-fn topology_spread(cx: &Cx, pod: &PodSettings) -> Option<Vec<TopologySpreadConstraint>> {
+fn topology_spread(input: &Input, pod: &PodSettings) -> Option<Vec<TopologySpreadConstraint>> {
     if let Some(own) = &pod.topology_spread_constraints {
         return Some(own.clone());
     }
@@ -102,7 +102,7 @@ fn topology_spread(cx: &Cx, pod: &PodSettings) -> Option<Vec<TopologySpreadConst
         max_skew: 1,
         topology_key: HOSTNAME_TOPOLOGY.into(),
         when_unsatisfiable: "ScheduleAnyway".into(),
-        label_selector: Some(LabelSelector { match_labels: Some(selector_labels(cx.name)), ..Default::default() }),
+        label_selector: Some(LabelSelector { match_labels: Some(selector_labels(input.name)), ..Default::default() }),
         match_label_keys: Some(vec!["pod-template-hash".into()]),
         ..Default::default()
     }])
@@ -111,7 +111,7 @@ fn topology_spread(cx: &Cx, pod: &PodSettings) -> Option<Vec<TopologySpreadConst
 /// The user's affinity, plus the default spread over zones: a preferred anti-affinity, which
 /// scores nodes by how many replicas their zone already runs and does nothing where nodes have
 /// no zone label. A `podAntiAffinity` of the user's replaces it.
-fn affinity(cx: &Cx, pod: &PodSettings) -> Option<Affinity> {
+fn affinity(input: &Input, pod: &PodSettings) -> Option<Affinity> {
     let mut affinity = pod.affinity.clone();
     if pod.spread == Some(Spread::Disabled) || affinity.as_ref().is_some_and(|a| a.pod_anti_affinity.is_some()) {
         return affinity;
@@ -122,7 +122,7 @@ fn affinity(cx: &Cx, pod: &PodSettings) -> Option<Affinity> {
             pod_affinity_term: PodAffinityTerm {
                 topology_key: ZONE_TOPOLOGY.into(),
                 label_selector: Some(LabelSelector {
-                    match_labels: Some(selector_labels(cx.name)),
+                    match_labels: Some(selector_labels(input.name)),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -137,8 +137,8 @@ fn affinity(cx: &Cx, pod: &PodSettings) -> Option<Affinity> {
 /// and startup ask `livenessPath` or only the port (TCP), so that a failing dependency checked
 /// by `path` takes pods out of the Service without restarting them all; without either, a
 /// service that declares ports is ready once its first TCP port accepts connections.
-fn probes(cx: &Cx) -> (Option<Probe>, Option<Probe>, Option<Probe>) {
-    let spec = cx.spec;
+fn probes(input: &Input) -> (Option<Probe>, Option<Probe>, Option<Probe>) {
+    let spec = input.spec;
     let given = spec.probes.clone().unwrap_or_default();
     let probe = |action: &ProbeAction, period: i32, failures: i32| Probe {
         http_get: match action {
@@ -158,7 +158,7 @@ fn probes(cx: &Cx) -> (Option<Probe>, Option<Probe>, Option<Probe>) {
     };
     let (ready, live) = match &spec.health_check {
         Some(hc) => {
-            let port = hc.port.clone().unwrap_or_else(|| IntOrString::String(cx.ports[0].name.clone()));
+            let port = hc.port.clone().unwrap_or_else(|| IntOrString::String(input.ports[0].name.clone()));
             let live = match &hc.liveness_path {
                 Some(path) => ProbeAction::Http(path.clone(), port.clone()),
                 None => ProbeAction::Tcp(port.clone()),
@@ -188,17 +188,18 @@ enum ProbeAction {
     Tcp(IntOrString),
 }
 
-fn container(cx: &Cx, resources: &ResourceRequirements) -> Container {
-    let spec = cx.spec;
-    let (readiness_probe, liveness_probe, startup_probe) = probes(cx);
+fn container(input: &Input, resources: &ResourceRequirements) -> Container {
+    let spec = input.spec;
+    let (readiness_probe, liveness_probe, startup_probe) = probes(input);
 
     Container {
-        name: cx.name.into(),
+        name: input.name.into(),
         image: Some(spec.image.clone()),
         command: spec.command.clone(),
         args: spec.args.clone(),
         ports: Some(
-            cx.ports
+            input
+                .ports
                 .iter()
                 .map(|p| ContainerPort {
                     name: Some(p.name.clone()),
@@ -208,14 +209,14 @@ fn container(cx: &Cx, resources: &ResourceRequirements) -> Container {
                 })
                 .collect(),
         ),
-        env: Some(env(cx)).filter(|e| !e.is_empty()),
+        env: Some(env(input)).filter(|e| !e.is_empty()),
         env_from: spec.env_from.clone(),
         resources: Some(resources.clone()),
         readiness_probe,
         liveness_probe,
         startup_probe,
         security_context: Some(restricted_container()),
-        volume_mounts: Some(volume_mounts(cx)),
+        volume_mounts: Some(volume_mounts(input)),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     }
@@ -235,24 +236,24 @@ pub fn restricted_container() -> SecurityContext {
 }
 
 /// Dependency URLs first, so the user's own variables can refer to them with `$(NAME)`.
-fn env(cx: &Cx) -> Vec<EnvVar> {
-    let mut env: Vec<EnvVar> = cx
+fn env(input: &Input) -> Vec<EnvVar> {
+    let mut env: Vec<EnvVar> = input
         .spec
         .dependencies
         .iter()
         .flatten()
         .filter_map(|d| {
-            let (ns, svc) = d.target(cx.namespace)?;
-            let port = callee_port(cx.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
+            let (ns, svc) = d.target(input.namespace)?;
+            let port = callee_port(input.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
             Some(EnvVar {
                 name: dependency_env_name(svc),
-                value: Some(service_url(svc, ns, &port, &cx.world.settings)),
+                value: Some(service_url(svc, ns, &port, &input.world.settings)),
                 ..Default::default()
             })
         })
         .collect();
-    if cx.spec.database.is_some() {
-        let secret = database::binding_secret_name(cx.name);
+    if input.spec.database.is_some() {
+        let secret = database::binding_secret_name(input.name);
         let from = |name: &str, key: &str| EnvVar {
             name: name.into(),
             value_from: Some(EnvVarSource {
@@ -272,12 +273,12 @@ fn env(cx: &Cx) -> Vec<EnvVar> {
             ..Default::default()
         }]);
     }
-    env.extend(cx.spec.env.iter().flatten().cloned());
+    env.extend(input.spec.env.iter().flatten().cloned());
     env
 }
 
-fn volumes(cx: &Cx, resources: &ResourceRequirements) -> Vec<Volume> {
-    let size = cx.spec.pod.as_ref().and_then(|p| p.tmp_size_limit.clone());
+fn volumes(input: &Input, resources: &ResourceRequirements) -> Vec<Volume> {
+    let size = input.spec.pod.as_ref().and_then(|p| p.tmp_size_limit.clone());
     let mut v = vec![Volume {
         name: "tmp".into(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -288,13 +289,13 @@ fn volumes(cx: &Cx, resources: &ResourceRequirements) -> Vec<Volume> {
         }),
         ..Default::default()
     }];
-    if cx.spec.database.is_some() {
+    if input.spec.database.is_some() {
         v.push(Volume {
             name: "binding-db".into(),
             projected: Some(ProjectedVolumeSource {
                 sources: Some(vec![VolumeProjection {
                     secret: Some(SecretProjection {
-                        name: database::binding_secret_name(cx.name),
+                        name: database::binding_secret_name(input.name),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -307,9 +308,9 @@ fn volumes(cx: &Cx, resources: &ResourceRequirements) -> Vec<Volume> {
     v
 }
 
-fn volume_mounts(cx: &Cx) -> Vec<VolumeMount> {
+fn volume_mounts(input: &Input) -> Vec<VolumeMount> {
     let mut m = vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }];
-    if cx.spec.database.is_some() {
+    if input.spec.database.is_some() {
         m.push(VolumeMount {
             name: "binding-db".into(),
             mount_path: format!("{}/db", database::SERVICE_BINDING_ROOT),

@@ -5,13 +5,13 @@ use k8s_openapi::api::autoscaling::v2::{
     ResourceMetricSource,
 };
 
-use super::Cx;
+use super::Input;
 
 /// CPU target used when `spec.autoscaling` names no metric at all.
 pub const DEFAULT_CPU_TARGET: i32 = 80;
 
-pub(super) fn hpa(cx: &Cx) -> Option<HorizontalPodAutoscaler> {
-    let a = cx.spec.autoscaling.as_ref()?;
+pub(super) fn hpa(input: &Input) -> Option<HorizontalPodAutoscaler> {
+    let a = input.spec.autoscaling.as_ref()?;
     let resource = |name: &str, percent: i32| MetricSpec {
         type_: "Resource".into(),
         resource: Some(ResourceMetricSource {
@@ -39,12 +39,12 @@ pub(super) fn hpa(cx: &Cx) -> Option<HorizontalPodAutoscaler> {
     metrics.extend(extra);
 
     Some(HorizontalPodAutoscaler {
-        metadata: cx.meta(cx.name),
+        metadata: input.meta(input.name),
         spec: Some(HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
                 api_version: Some("apps/v1".into()),
                 kind: "Deployment".into(),
-                name: cx.name.into(),
+                name: input.name.into(),
             },
             min_replicas: Some(a.min()),
             max_replicas: a.max_replicas,

@@ -5,13 +5,13 @@ use k8s_openapi::api::networking::v1::{
     IngressTLS, ServiceBackendPort,
 };
 
-use super::Cx;
+use super::Input;
 
-pub(super) fn ingress(cx: &Cx) -> Option<Ingress> {
-    let ing = cx.spec.expose.as_ref()?.ingress.as_ref()?;
-    let port = ing.port.clone().unwrap_or_else(|| cx.ports[0].name.clone());
+pub(super) fn ingress(input: &Input) -> Option<Ingress> {
+    let ing = input.spec.expose.as_ref()?.ingress.as_ref()?;
+    let port = ing.port.clone().unwrap_or_else(|| input.ports[0].name.clone());
     Some(Ingress {
-        metadata: cx.meta(cx.name),
+        metadata: input.meta(input.name),
         spec: Some(IngressSpec {
             ingress_class_name: ing.class_name.clone(),
             rules: Some(vec![IngressRule {
@@ -22,7 +22,7 @@ pub(super) fn ingress(cx: &Cx) -> Option<Ingress> {
                         path_type: "Prefix".into(),
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
-                                name: cx.name.into(),
+                                name: input.name.into(),
                                 port: Some(ServiceBackendPort { name: Some(port), number: None }),
                             }),
                             ..Default::default()

@@ -229,14 +229,18 @@ impl Children {
 /// operator makes at run time, with placeholders instead of credentials.
 pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value>, Invalid> {
     let checked = check(ms, world)?;
-    let cx = checked.cx();
+    let input = checked.input();
     let children = children(&checked);
     let mut values = children.to_values().unwrap_or_default();
     if let Some(Ok(db)) = &children.database {
         let placeholder = if db.stateful_set.is_some() {
-            let (username, name) = database::default_identity(cx.name, db.engine);
-            let host =
-                format!("{}.{}.svc.{}", database::object_name(cx.name), cx.namespace, world.settings.cluster_domain);
+            let (username, name) = database::default_identity(input.name, db.engine);
+            let host = format!(
+                "{}.{}.svc.{}",
+                database::object_name(input.name),
+                input.namespace,
+                world.settings.cluster_domain
+            );
             let port = db.engine.port().to_string();
             let uri =
                 format!("{}://{username}:{}@{host}:{port}/{name}", db.engine.binding_type(), database::PLACEHOLDER);
@@ -260,9 +264,9 @@ pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value
         };
         let mut secrets = Vec::new();
         if db.stateful_set.is_some() {
-            secrets.push(database::credentials_secret(cx, db.engine, database::PLACEHOLDER));
+            secrets.push(database::credentials_secret(input, db.engine, database::PLACEHOLDER));
         }
-        secrets.push(database::binding_secret(cx, db.engine, "flotilla", &placeholder));
+        secrets.push(database::binding_secret(input, db.engine, "flotilla", &placeholder));
         for mut s in secrets {
             // Show the placeholders readably rather than base64-encoded.
             s.string_data = s
@@ -280,15 +284,15 @@ pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value
 const PLACEHOLDER_OR_HOST: &str = "<from the provisioner>";
 
 /// A Microservice that passed validation in its world, with every default resolved once (its
-/// [`Cx`]): the only input the builders take, so an invalid object never becomes children.
+/// [`Input`]): the only input the builders take, so an invalid object never becomes children.
 pub struct Checked<'a> {
-    cx: Cx<'a>,
+    input: Input<'a>,
 }
 
 impl<'a> Checked<'a> {
     /// What the builders read.
-    pub fn cx(&self) -> &Cx<'a> {
-        &self.cx
+    pub fn input(&self) -> &Input<'a> {
+        &self.input
     }
 }
 
@@ -299,21 +303,21 @@ pub fn check<'a>(ms: &'a Microservice, world: &'a World) -> Result<Checked<'a>, 
     if !errs.is_empty() {
         return Err(Invalid(errs));
     }
-    Ok(Checked { cx: Cx::new(ms, world) })
+    Ok(Checked { input: Input::new(ms, world) })
 }
 
 /// Stage 2: the children of a checked Microservice.
 pub fn children(checked: &Checked) -> Children {
-    let cx = &checked.cx;
+    let input = &checked.input;
     Children {
-        service_account: service::service_account(cx),
-        deployment: deployment::deployment(cx),
-        service: service::service(cx),
-        hpa: hpa::hpa(cx),
-        network_policy: network_policy::network_policy(cx),
-        pdb: pdb::pdb(cx),
-        ingress: ingress::ingress(cx),
-        database: cx.class.clone().map(|class| class.and_then(|class| database::render(cx, class))),
+        service_account: service::service_account(input),
+        deployment: deployment::deployment(input),
+        service: service::service(input),
+        hpa: hpa::hpa(input),
+        network_policy: network_policy::network_policy(input),
+        pdb: pdb::pdb(input),
+        ingress: ingress::ingress(input),
+        database: input.class.clone().map(|class| class.and_then(|class| database::objects(input, class))),
     }
 }
 
@@ -323,7 +327,7 @@ pub fn render(ms: &Microservice, world: &World) -> Result<Children, Invalid> {
 }
 
 /// What every builder needs, computed once.
-pub struct Cx<'a> {
+pub struct Input<'a> {
     pub ms: &'a Microservice,
     pub spec: &'a MicroserviceSpec,
     pub world: &'a World,
@@ -335,7 +339,7 @@ pub struct Cx<'a> {
     pub class: Option<Result<&'a DatabaseClass, ClassProblem>>,
 }
 
-impl<'a> Cx<'a> {
+impl<'a> Input<'a> {
     pub fn new(ms: &'a Microservice, world: &'a World) -> Self {
         Self {
             ms,

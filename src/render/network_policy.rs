@@ -11,43 +11,43 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::database;
-use super::{Cx, callee_port, selector_labels};
+use super::{Input, callee_port, selector_labels};
 use crate::api::PortSpec;
 use crate::api::contract::NAMESPACE_NAME_LABEL;
 use crate::api::databaseclass::Provisioner;
 
-pub(super) fn network_policy(cx: &Cx) -> NetworkPolicy {
+pub(super) fn network_policy(input: &Input) -> NetworkPolicy {
     NetworkPolicy {
-        metadata: cx.meta(cx.name),
+        metadata: input.meta(input.name),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(cx.name)), ..Default::default() }),
+            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(input.name)), ..Default::default() }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(ingress_rules(cx)),
-            egress: Some(egress_rules(cx)),
+            ingress: Some(ingress_rules(input)),
+            egress: Some(egress_rules(input)),
         }),
     }
 }
 
-fn ingress_rules(cx: &Cx) -> Vec<NetworkPolicyIngressRule> {
-    let all_ports: Vec<NetworkPolicyPort> = cx.ports.iter().map(np_port).collect();
+fn ingress_rules(input: &Input) -> Vec<NetworkPolicyIngressRule> {
+    let all_ports: Vec<NetworkPolicyPort> = input.ports.iter().map(np_port).collect();
     let mut rules = Vec::new();
 
     // Dependents: each caller's pods, on the port it calls.
-    for caller in cx.world.callers_of(cx.namespace, cx.name) {
-        let port = callee_port(Some(cx.spec), caller.port.as_deref());
+    for caller in input.world.callers_of(input.namespace, input.name) {
+        let port = callee_port(Some(input.spec), caller.port.as_deref());
         rules.push(NetworkPolicyIngressRule {
             from: Some(vec![service_peer(&caller.name, &caller.namespace)]),
             ports: Some(vec![np_port(&port)]),
         });
     }
 
-    if let Some(expose) = &cx.spec.expose {
+    if let Some(expose) = &input.spec.expose {
         if let Some(ing) = &expose.ingress {
-            let port = ing.port.as_deref().unwrap_or(&cx.ports[0].name);
-            let port = cx.ports.iter().find(|p| p.name == port).unwrap_or(&cx.ports[0]);
+            let port = ing.port.as_deref().unwrap_or(&input.ports[0].name);
+            let port = input.ports.iter().find(|p| p.name == port).unwrap_or(&input.ports[0]);
             rules.push(NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(namespace_selector(&cx.world.settings.ingress_namespace)),
+                    namespace_selector: Some(namespace_selector(&input.world.settings.ingress_namespace)),
                     ..Default::default()
                 }]),
                 ports: Some(vec![np_port(port)]),
@@ -68,8 +68,8 @@ fn ingress_rules(cx: &Cx) -> Vec<NetworkPolicyIngressRule> {
     rules
 }
 
-fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
-    let settings = &cx.world.settings;
+fn egress_rules(input: &Input) -> Vec<NetworkPolicyEgressRule> {
+    let settings = &input.world.settings;
     let dns_port = |protocol: &str| NetworkPolicyPort {
         protocol: Some(protocol.into()),
         port: Some(IntOrString::Int(53)),
@@ -89,13 +89,13 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
     let mut rules =
         vec![NetworkPolicyEgressRule { to: Some(dns_peers), ports: Some(vec![dns_port("UDP"), dns_port("TCP")]) }];
 
-    if let Some(rule) = database_egress(cx) {
+    if let Some(rule) = database_egress(input) {
         rules.push(rule);
     }
-    for d in cx.spec.dependencies.iter().flatten() {
+    for d in input.spec.dependencies.iter().flatten() {
         if let Some(svc) = &d.service {
-            let ns = d.namespace.as_deref().unwrap_or(cx.namespace);
-            let port = callee_port(cx.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
+            let ns = d.namespace.as_deref().unwrap_or(input.namespace);
+            let port = callee_port(input.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
             rules.push(NetworkPolicyEgressRule {
                 to: Some(vec![service_peer(svc, ns)]),
                 ports: Some(vec![np_port(&port)]),
@@ -128,16 +128,16 @@ fn egress_rules(cx: &Cx) -> Vec<NetworkPolicyEgressRule> {
 
 /// The service may reach its own database: the embedded StatefulSet's pods, or the pods a claim
 /// class names.
-fn database_egress(cx: &Cx) -> Option<NetworkPolicyEgressRule> {
-    let class = cx.class.as_ref()?.as_ref().ok()?;
+fn database_egress(input: &Input) -> Option<NetworkPolicyEgressRule> {
+    let class = input.class.as_ref()?.as_ref().ok()?;
     let (labels, port) = match class.spec.provisioner {
         Provisioner::Embedded => (
-            BTreeMap::from([(database::DATABASE_LABEL.to_string(), cx.name.to_string())]),
+            BTreeMap::from([(database::DATABASE_LABEL.to_string(), input.name.to_string())]),
             Some(class.spec.engine.port()),
         ),
         Provisioner::Claim => {
             let claim = class.spec.claim.as_ref()?;
-            let name = database::object_name(cx.name);
+            let name = database::object_name(input.name);
             let labels =
                 claim.pod_selector.as_ref()?.iter().map(|(k, v)| (k.clone(), v.replace("${name}", &name))).collect();
             (labels, claim.port)
@@ -145,7 +145,7 @@ fn database_egress(cx: &Cx) -> Option<NetworkPolicyEgressRule> {
     };
     Some(NetworkPolicyEgressRule {
         to: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(namespace_selector(cx.namespace)),
+            namespace_selector: Some(namespace_selector(input.namespace)),
             pod_selector: Some(LabelSelector { match_labels: Some(labels), ..Default::default() }),
             ..Default::default()
         }]),

@@ -3,16 +3,17 @@
 use k8s_openapi::api::core::v1::{Service, ServiceAccount, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Cx, selector_labels};
+use super::{Input, selector_labels};
 
-pub(super) fn service(cx: &Cx) -> Service {
+pub(super) fn service(input: &Input) -> Service {
     Service {
-        metadata: cx.meta(cx.name),
+        metadata: input.meta(input.name),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
-            selector: Some(selector_labels(cx.name)),
+            selector: Some(selector_labels(input.name)),
             ports: Some(
-                cx.ports
+                input
+                    .ports
                     .iter()
                     .map(|p| ServicePort {
                         name: Some(p.name.clone()),
@@ -30,13 +31,13 @@ pub(super) fn service(cx: &Cx) -> Service {
     }
 }
 
-pub(super) fn service_account(cx: &Cx) -> Option<ServiceAccount> {
-    let pod = cx.spec.pod.as_ref();
+pub(super) fn service_account(input: &Input) -> Option<ServiceAccount> {
+    let pod = input.spec.pod.as_ref();
     if pod.is_some_and(|p| p.service_account_name.is_some()) {
         return None;
     }
     Some(ServiceAccount {
-        metadata: cx.meta(cx.name),
+        metadata: input.meta(input.name),
         automount_service_account_token: Some(pod.and_then(|p| p.automount_service_account_token).unwrap_or(false)),
         ..Default::default()
     })

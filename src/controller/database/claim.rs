@@ -5,22 +5,22 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 
-use super::{DbState, adopt, claim_kind, note, publish_binding};
+use super::{DbState, adopt, claim_kind, note, write_binding};
 use crate::api::databaseclass::ClaimProvisioner;
 use crate::controller::apply::{Cached, ensure_with};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
-use crate::render::Cx;
+use crate::render::Input;
 use crate::render::database::Reason;
 use crate::render::database::{Connection, DatabaseChildren, connection_secret_name, ready_condition};
 
-pub(super) async fn converge(
+pub(super) async fn provision(
     ctx: &Context,
-    cx: &Cx<'_>,
+    input: &Input<'_>,
     db: &DatabaseChildren,
     claim: &ClaimProvisioner,
 ) -> Result<DbState, Error> {
-    let ms = cx.ms;
+    let ms = input.ms;
     let mut state = DbState::of(Some(db.class.clone()));
     let Some(object) = db.claim.clone() else {
         return Ok(state.at(Reason::InvalidClass, "no claim object".into()));
@@ -38,7 +38,7 @@ pub(super) async fn converge(
             ));
         }
     };
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), cx.namespace, &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), input.namespace, &ar);
     let desired: DynamicObject =
         serde_json::from_value(object).map_err(|source| Error::Serialize { what: "claim", source })?;
     // One GET serves both the adoption and the apply, unless adopting changed the object.
@@ -60,11 +60,11 @@ pub(super) async fn converge(
             format!("waiting for {} {} to report {condition}=True", claim.kind, live.name_any()),
         ));
     }
-    let secret_name = match connection_secret_name(cx, claim) {
+    let secret_name = match connection_secret_name(input, claim) {
         Ok(n) => n,
         Err(m) => return Ok(state.at(Reason::InvalidClass, m)),
     };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), cx.namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), input.namespace);
     let Some(conn_secret) =
         secrets.get_opt(&secret_name).await.map_err(Error::kube(format!("get Secret {secret_name}")))?
     else {
@@ -87,10 +87,10 @@ pub(super) async fn converge(
         port: get("port").unwrap_or_default(),
         username: get("username").unwrap_or_default(),
         password: get("password").unwrap_or_default(),
-        database: get("database").unwrap_or_else(|| cx.name.replace('-', "_")),
+        database: get("database").unwrap_or_else(|| input.name.replace('-', "_")),
         uri: get("uri"),
     };
     let provider = claim.api_version.split('/').next().unwrap_or("claim").to_string();
-    state.credentials_hash = Some(publish_binding(ctx, cx, db, &provider, &conn, &mut state).await?);
+    state.credentials_hash = Some(write_binding(ctx, input, db, &provider, &conn, &mut state).await?);
     Ok(state.at(Reason::Ready, format!("{} {} is ready", claim.kind, live.name_any())))
 }

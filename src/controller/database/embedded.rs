@@ -8,26 +8,26 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::{DbState, adopt, note, publish_binding, read};
+use super::{DbState, adopt, note, read, write_binding};
 use crate::api::defaults::parse_quantity;
 use crate::controller::apply::{cached, check_ownership, ensure, ensure_with};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
-use crate::render::Cx;
+use crate::render::Input;
 use crate::render::database::Reason;
 use crate::render::database::{
     self, DatabaseChildren, credentials_secret, credentials_secret_name, embedded_connection, generate_password,
     object_name, volume_claim_name,
 };
 
-pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) -> Result<DbState, Error> {
-    let ms = cx.ms;
+pub(super) async fn provision(ctx: &Context, input: &Input<'_>, db: &DatabaseChildren) -> Result<DbState, Error> {
+    let ms = input.ms;
     let client = ctx.client.clone();
     let mut state = DbState::of(Some(db.class.clone()));
 
     // Credentials: generated once, never regenerated; a retained Secret is adopted as it is.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), cx.namespace);
-    let creds_name = credentials_secret_name(cx.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), input.namespace);
+    let creds_name = credentials_secret_name(input.name);
     let creds = match read(&secrets, &ctx.caches.secrets, &creds_name).await? {
         Some(existing) => {
             check_ownership(&existing, ms, "Secret")?;
@@ -35,7 +35,7 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
             existing
         }
         None => {
-            let fresh = credentials_secret(cx, db.engine, &generate_password());
+            let fresh = credentials_secret(input, db.engine, &generate_password());
             state.changed.push("database credentials (generated)".into());
             secrets
                 .create(&PostParams::default(), &fresh)
@@ -48,7 +48,7 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     // that name) stops here, before a database pod runs unprotected.
     if let Some(np) = db.network_policy.clone() {
         let (_, o) = ensure(
-            &Api::<NetworkPolicy>::namespaced(client.clone(), cx.namespace),
+            &Api::<NetworkPolicy>::namespaced(client.clone(), input.namespace),
             &ctx.caches.network_policies,
             ms,
             np,
@@ -58,13 +58,13 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     }
     if let Some(svc) = db.service.clone() {
         let (_, o) =
-            ensure(&Api::<Service>::namespaced(client.clone(), cx.namespace), &ctx.caches.services, ms, svc).await?;
+            ensure(&Api::<Service>::namespaced(client.clone(), input.namespace), &ctx.caches.services, ms, svc).await?;
         note(&mut state, "database Service", o);
     }
     // Its ServiceAccount before the pods that run under it are created.
     if let Some(sa) = db.service_account.clone() {
         let (_, o) = ensure(
-            &Api::<ServiceAccount>::namespaced(client.clone(), cx.namespace),
+            &Api::<ServiceAccount>::namespaced(client.clone(), input.namespace),
             &ctx.caches.service_accounts,
             ms,
             sa,
@@ -74,7 +74,7 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     }
     // The StatefulSet keeps the volume claim template it was created with (the API server does
     // not allow changing it); a larger `storage` expands the claim itself below.
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), cx.namespace);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), input.namespace);
     let mut live_sts = None;
     if let Some(sts) = db.stateful_set.clone() {
         let (live, o) = ensure_with(
@@ -94,8 +94,8 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
         live_sts = Some(live);
     }
 
-    let binding = match embedded_connection(cx, db.engine, &creds) {
-        Some(conn) => publish_binding(ctx, cx, db, "flotilla", &conn, &mut state).await?,
+    let binding = match embedded_connection(input, db.engine, &creds) {
+        Some(conn) => write_binding(ctx, input, db, "flotilla", &conn, &mut state).await?,
         None => {
             return Ok(state.at(
                 Reason::CredentialsIncomplete,
@@ -106,15 +106,15 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     state.credentials_hash = Some(binding);
 
     // The volume claim: bound, and as large as asked.
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), cx.namespace);
-    let pvc_name = volume_claim_name(cx.name);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), input.namespace);
+    let pvc_name = volume_claim_name(input.name);
     let Some(pvc) =
         pvcs.get_opt(&pvc_name).await.map_err(Error::kube(format!("get PersistentVolumeClaim {pvc_name}")))?
     else {
         return Ok(state.at(Reason::VolumePending, format!("waiting for volume claim {pvc_name} to be created")));
     };
     state.retained |= adopt(&pvcs, &pvc, ms).await?;
-    if let Some(msg) = expand(&pvcs, &pvc, cx).await? {
+    if let Some(msg) = expand(&pvcs, &pvc, input).await? {
         state.changed.push(msg);
     }
     let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
@@ -130,19 +130,23 @@ pub(super) async fn converge(ctx: &Context, cx: &Cx<'_>, db: &DatabaseChildren) 
     // The StatefulSet as the apply left it (the watch cache's copy, or the server's answer).
     let ready = live_sts.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0) >= 1;
     if !ready {
-        return Ok(state.at(Reason::Starting, format!("database {} is starting", object_name(cx.name))));
+        return Ok(state.at(Reason::Starting, format!("database {} is starting", object_name(input.name))));
     }
-    Ok(state.at(Reason::Ready, format!("{} database {} is ready", db.engine.binding_type(), object_name(cx.name))))
+    Ok(state.at(Reason::Ready, format!("{} database {} is ready", db.engine.binding_type(), object_name(input.name))))
 }
 
 /// Grows the claim to `database.storage`; never shrinks it.
 async fn expand(
     pvcs: &Api<PersistentVolumeClaim>,
     pvc: &PersistentVolumeClaim,
-    cx: &Cx<'_>,
+    input: &Input<'_>,
 ) -> Result<Option<String>, Error> {
-    let want =
-        cx.spec.database.as_ref().and_then(|d| d.storage.clone()).unwrap_or_else(|| database::DEFAULT_STORAGE.into());
+    let want = input
+        .spec
+        .database
+        .as_ref()
+        .and_then(|d| d.storage.clone())
+        .unwrap_or_else(|| database::DEFAULT_STORAGE.into());
     let have = pvc
         .spec
         .as_ref()

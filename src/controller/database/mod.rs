@@ -25,7 +25,7 @@ use super::context::Context;
 use super::error::Error;
 use crate::api::Microservice;
 use crate::api::databaseclass::{ClaimProvisioner, Provisioner};
-use crate::render::Cx;
+use crate::render::Input;
 pub use crate::render::database::Phase;
 use crate::render::database::{
     ClassProblem, Connection, DatabaseChildren, RETAINED_FROM, Reason, binding_hash, binding_secret,
@@ -65,10 +65,10 @@ impl DbState {
     }
 }
 
-/// Brings the database of `cx`'s service to its desired state and reports where it stands.
-pub async fn converge(
+/// Brings the database of `input`'s service to its desired state and reports where it stands.
+pub async fn provision(
     ctx: &Context,
-    cx: &Cx<'_>,
+    input: &Input<'_>,
     rendered: &Result<DatabaseChildren, ClassProblem>,
 ) -> Result<DbState, Error> {
     let db = match rendered {
@@ -76,8 +76,8 @@ pub async fn converge(
         Err((reason, message)) => return Ok(DbState::of(None).at(*reason, message.clone())),
     };
     match (db.provisioner, &db.claim_provisioner) {
-        (Provisioner::Embedded, _) => embedded::converge(ctx, cx, db).await,
-        (Provisioner::Claim, Some(claim)) => claim::converge(ctx, cx, db, claim).await,
+        (Provisioner::Embedded, _) => embedded::provision(ctx, input, db).await,
+        (Provisioner::Claim, Some(claim)) => claim::provision(ctx, input, db, claim).await,
         (Provisioner::Claim, None) => Ok(DbState::of(Some(db.class.clone())).at(
             Reason::InvalidClass,
             format!("DatabaseClass {} has provisioner claim but no claim section", db.class),
@@ -86,22 +86,22 @@ pub async fn converge(
 }
 
 /// Writes the binding Secret (adopting a retained one) and returns the hash of its content.
-async fn publish_binding(
+async fn write_binding(
     ctx: &Context,
-    cx: &Cx<'_>,
+    input: &Input<'_>,
     db: &DatabaseChildren,
     provider: &str,
     conn: &Connection,
     state: &mut DbState,
 ) -> Result<String, Error> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), cx.namespace);
-    let desired = binding_secret(cx, db.engine, provider, conn);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), input.namespace);
+    let desired = binding_secret(input, db.engine, provider, conn);
     let hash = binding_hash(&desired);
-    let name = binding_secret_name(cx.name);
+    let name = binding_secret_name(input.name);
     if let Some(existing) = read(&secrets, &ctx.caches.secrets, &name).await? {
-        state.retained |= adopt(&secrets, &existing, cx.ms).await?;
+        state.retained |= adopt(&secrets, &existing, input.ms).await?;
     }
-    let (_, o) = ensure(&secrets, &ctx.caches.secrets, cx.ms, desired).await?;
+    let (_, o) = ensure(&secrets, &ctx.caches.secrets, input.ms, desired).await?;
     note(state, "database binding Secret", o);
     Ok(hash)
 }

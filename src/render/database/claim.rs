@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::object_name;
 use crate::api::DatabaseSpec;
 use crate::api::databaseclass::ClaimProvisioner;
-use crate::render::Cx;
+use crate::render::Input;
 use crate::validate::dns1123_label;
 
 fn substitute(v: &Value, vars: &[(&str, &str)]) -> Value {
@@ -24,15 +24,15 @@ fn substitute(v: &Value, vars: &[(&str, &str)]) -> Value {
     }
 }
 
-fn vars<'a>(cx: &'a Cx, name: &'a str, storage: &'a str) -> [(&'static str, &'a str); 3] {
-    [("name", name), ("namespace", cx.namespace), ("storage", storage)]
+fn vars<'a>(input: &'a Input, name: &'a str, storage: &'a str) -> [(&'static str, &'a str); 3] {
+    [("name", name), ("namespace", input.namespace), ("storage", storage)]
 }
 
 /// The claim object, validated: `${name}` is the claim's own name `<service>-db`.
-pub fn claim_object(cx: &Cx, c: &ClaimProvisioner, db: &DatabaseSpec) -> Result<Value, String> {
-    let name = object_name(cx.name);
+pub fn claim_object(input: &Input, c: &ClaimProvisioner, db: &DatabaseSpec) -> Result<Value, String> {
+    let name = object_name(input.name);
     let storage = db.storage.clone().unwrap_or_else(|| super::DEFAULT_STORAGE.into());
-    let spec = substitute(&c.spec, &vars(cx, &name, &storage));
+    let spec = substitute(&c.spec, &vars(input, &name, &storage));
     if !spec.is_object() {
         return Err("claim.spec must be an object".into());
     }
@@ -47,7 +47,7 @@ pub fn claim_object(cx: &Cx, c: &ClaimProvisioner, db: &DatabaseSpec) -> Result<
     if c.kind.is_empty() || !c.kind.starts_with(|ch: char| ch.is_ascii_uppercase()) {
         return Err(format!("claim.kind {:?} must be a Kind such as Cluster", c.kind));
     }
-    let meta = serde_json::to_value(cx.meta(&name)).map_err(|e| e.to_string())?;
+    let meta = serde_json::to_value(input.meta(&name)).map_err(|e| e.to_string())?;
     Ok(serde_json::json!({
         "apiVersion": c.api_version,
         "kind": c.kind,
@@ -66,9 +66,9 @@ fn find_placeholder(v: &Value) -> Option<String> {
 }
 
 /// Name of the connection Secret the provisioner writes.
-pub fn connection_secret_name(cx: &Cx, c: &ClaimProvisioner) -> Result<String, String> {
-    let name = object_name(cx.name);
-    let s = c.connection_secret.name.replace("${name}", &name).replace("${namespace}", cx.namespace);
+pub fn connection_secret_name(input: &Input, c: &ClaimProvisioner) -> Result<String, String> {
+    let name = object_name(input.name);
+    let s = c.connection_secret.name.replace("${name}", &name).replace("${namespace}", input.namespace);
     for part in s.split('.') {
         if let Some(why) = dns1123_label(part, 63) {
             return Err(format!("claim.connectionSecret.name gives {s:?}, which {why}"));

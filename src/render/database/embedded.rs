@@ -22,38 +22,38 @@ use crate::api::databaseclass::{EmbeddedProvisioner, Engine};
 use crate::api::defaults::{with_ephemeral_storage, within_ephemeral_limit};
 use crate::api::{DatabaseSpec, DeletionPolicy};
 use crate::render::deployment::restricted_container;
-use crate::render::{Cx, selector_labels};
+use crate::render::{Input, selector_labels};
 
 /// The images of all three engines run as this user.
 const ENGINE_UID: i64 = 999;
 
-fn pod_labels(cx: &Cx) -> BTreeMap<String, String> {
+fn pod_labels(input: &Input) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (NAME_LABEL.to_string(), object_name(cx.name)),
+        (NAME_LABEL.to_string(), object_name(input.name)),
         (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
-        (DATABASE_LABEL.to_string(), cx.name.to_string()),
+        (DATABASE_LABEL.to_string(), input.name.to_string()),
     ])
 }
 
-fn claim_labels(cx: &Cx) -> BTreeMap<String, String> {
-    let mut labels = pod_labels(cx);
-    labels.insert(SELECTOR_LABEL.to_string(), cx.name.to_string());
+fn claim_labels(input: &Input) -> BTreeMap<String, String> {
+    let mut labels = pod_labels(input);
+    labels.insert(SELECTOR_LABEL.to_string(), input.name.to_string());
     labels
 }
 
-fn db_selector(cx: &Cx) -> LabelSelector {
+fn db_selector(input: &Input) -> LabelSelector {
     LabelSelector {
-        match_labels: Some(BTreeMap::from([(DATABASE_LABEL.to_string(), cx.name.to_string())])),
+        match_labels: Some(BTreeMap::from([(DATABASE_LABEL.to_string(), input.name.to_string())])),
         ..Default::default()
     }
 }
 
-fn secret_env(cx: &Cx, name: &str, key: &str) -> EnvVar {
+fn secret_env(input: &Input, name: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: credentials_secret_name(cx.name),
+                name: credentials_secret_name(input.name),
                 key: key.into(),
                 optional: Some(false),
             }),
@@ -91,21 +91,21 @@ fn strings(xs: &[&str]) -> Vec<String> {
 /// The engines read their password from a file (`*_PASSWORD_FILE`) rather than from an
 /// environment variable, which every process of the container could read; Redis has no such
 /// variable and gets it as an argument.
-fn engine_setup(cx: &Cx, engine: Engine) -> Setup {
+fn engine_setup(input: &Input, engine: Engine) -> Setup {
     let password_file = format!("{CREDENTIALS_DIR}/password");
     match engine {
         Engine::Postgres => Setup {
             data_path: "/var/lib/postgresql/data",
             scratch: vec!["/var/run/postgresql"],
             env: vec![
-                secret_env(cx, "POSTGRES_USER", "username"),
+                secret_env(input, "POSTGRES_USER", "username"),
                 plain_env("POSTGRES_PASSWORD_FILE", &password_file),
-                secret_env(cx, "POSTGRES_DB", "database"),
+                secret_env(input, "POSTGRES_DB", "database"),
                 plain_env("PGDATA", "/var/lib/postgresql/data/pgdata"),
                 // pg_isready connects as this user to this database (over 127.0.0.1, which the
                 // image trusts), so the checks log no failed connection.
-                secret_env(cx, "PGUSER", "username"),
-                secret_env(cx, "PGDATABASE", "database"),
+                secret_env(input, "PGUSER", "username"),
+                secret_env(input, "PGDATABASE", "database"),
             ],
             args: None,
             ready: strings(&["pg_isready", "--quiet", "--host=127.0.0.1", "--timeout=2"]),
@@ -116,9 +116,9 @@ fn engine_setup(cx: &Cx, engine: Engine) -> Setup {
             data_path: "/var/lib/mysql",
             scratch: vec!["/var/run/mysqld"],
             env: vec![
-                secret_env(cx, "MYSQL_USER", "username"),
+                secret_env(input, "MYSQL_USER", "username"),
                 plain_env("MYSQL_PASSWORD_FILE", &password_file),
-                secret_env(cx, "MYSQL_DATABASE", "database"),
+                secret_env(input, "MYSQL_DATABASE", "database"),
                 plain_env("MYSQL_RANDOM_ROOT_PASSWORD", "yes"),
             ],
             args: None,
@@ -130,9 +130,9 @@ fn engine_setup(cx: &Cx, engine: Engine) -> Setup {
             data_path: "/data",
             scratch: vec![],
             env: vec![
-                secret_env(cx, "REDIS_PASSWORD", "password"),
+                secret_env(input, "REDIS_PASSWORD", "password"),
                 // redis-cli authenticates with this variable, so the checks need no argument.
-                secret_env(cx, "REDISCLI_AUTH", "password"),
+                secret_env(input, "REDISCLI_AUTH", "password"),
             ],
             args: Some(strings(&["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes"])),
             ready: strings(&["sh", "-c", "[ \"$(redis-cli -h 127.0.0.1 ping)\" = PONG ]"]),
@@ -150,9 +150,9 @@ pub const DATABASE_TMP_SIZE_LIMIT: &str = "1Gi";
 pub const DATABASE_RUN_SIZE_LIMIT: &str = "64Mi";
 
 /// The database's own ServiceAccount: it calls no Kubernetes API, so it gets no token.
-pub(super) fn service_account(cx: &Cx) -> ServiceAccount {
+pub(super) fn service_account(input: &Input) -> ServiceAccount {
     ServiceAccount {
-        metadata: cx.meta(&object_name(cx.name)),
+        metadata: input.meta(&object_name(input.name)),
         automount_service_account_token: Some(false),
         ..Default::default()
     }
@@ -176,8 +176,8 @@ fn exec_probe(command: Vec<String>, period: i32, timeout: i32, failures: i32) ->
     }
 }
 
-pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db: &DatabaseSpec) -> StatefulSet {
-    let setup = engine_setup(cx, engine);
+pub(super) fn stateful_set(input: &Input, engine: Engine, e: &EmbeddedProvisioner, db: &DatabaseSpec) -> StatefulSet {
+    let setup = engine_setup(input, engine);
     let resources = with_ephemeral_storage(
         e.resources.clone().unwrap_or_else(|| ResourceRequirements {
             requests: Some(BTreeMap::from([
@@ -194,7 +194,7 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
         Volume {
             name: "credentials".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(credentials_secret_name(cx.name)),
+                secret_name: Some(credentials_secret_name(input.name)),
                 // Owned by root, readable by the engine's group (fsGroup) only.
                 default_mode: Some(0o440),
                 ..Default::default()
@@ -224,19 +224,19 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
     let storage = db.storage.clone().unwrap_or_else(|| DEFAULT_STORAGE.into());
     let port = engine.port();
     StatefulSet {
-        metadata: cx.meta(&object_name(cx.name)),
+        metadata: input.meta(&object_name(input.name)),
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
-            service_name: Some(object_name(cx.name)),
-            selector: db_selector(cx),
+            service_name: Some(object_name(input.name)),
+            selector: db_selector(input),
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
                 when_deleted: Some(policy.into()),
                 when_scaled: Some("Retain".into()),
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels(cx)), ..Default::default() }),
+                metadata: Some(ObjectMeta { labels: Some(pod_labels(input)), ..Default::default() }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(object_name(cx.name)),
+                    service_account_name: Some(object_name(input.name)),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
@@ -282,7 +282,7 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
                 // claim as that service's data.
                 metadata: ObjectMeta {
                     name: Some("data".into()),
-                    labels: Some(claim_labels(cx)),
+                    labels: Some(claim_labels(input)),
                     ..Default::default()
                 },
                 spec: Some(PersistentVolumeClaimSpec {
@@ -302,12 +302,12 @@ pub(super) fn stateful_set(cx: &Cx, engine: Engine, e: &EmbeddedProvisioner, db:
     }
 }
 
-pub(super) fn headless_service(cx: &Cx, engine: Engine) -> Service {
+pub(super) fn headless_service(input: &Input, engine: Engine) -> Service {
     Service {
-        metadata: cx.meta(&object_name(cx.name)),
+        metadata: input.meta(&object_name(input.name)),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
-            selector: db_selector(cx).match_labels,
+            selector: db_selector(input).match_labels,
             ports: Some(vec![ServicePort {
                 name: Some("db".into()),
                 port: engine.port(),
@@ -322,16 +322,16 @@ pub(super) fn headless_service(cx: &Cx, engine: Engine) -> Service {
 }
 
 /// Only the owning service's pods may reach the database; the database reaches nothing.
-pub(super) fn network_policy(cx: &Cx, engine: Engine) -> NetworkPolicy {
+pub(super) fn network_policy(input: &Input, engine: Engine) -> NetworkPolicy {
     NetworkPolicy {
-        metadata: cx.meta(&object_name(cx.name)),
+        metadata: input.meta(&object_name(input.name)),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(db_selector(cx)),
+            pod_selector: Some(db_selector(input)),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     pod_selector: Some(LabelSelector {
-                        match_labels: Some(selector_labels(cx.name)),
+                        match_labels: Some(selector_labels(input.name)),
                         ..Default::default()
                     }),
                     ..Default::default()

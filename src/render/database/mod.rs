@@ -16,7 +16,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::api::databaseclass::{ClaimProvisioner, DEFAULT_CLASS_ANNOTATION, Engine, Provisioner};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
-use crate::render::Cx;
+use crate::render::Input;
 
 /// Finalizer that lets the operator keep a retained database's data when its service goes.
 pub const FINALIZER: &str = "flotilla.dev/database-retention";
@@ -241,7 +241,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// The binding Secret `<service>-db` in the servicebinding.io shape.
-pub fn binding_secret(cx: &Cx, engine: Engine, provider: &str, conn: &Connection) -> Secret {
+pub fn binding_secret(input: &Input, engine: Engine, provider: &str, conn: &Connection) -> Secret {
     let data: BTreeMap<String, ByteString> = [
         ("type", engine.binding_type().to_string()),
         ("provider", provider.to_string()),
@@ -256,7 +256,7 @@ pub fn binding_secret(cx: &Cx, engine: Engine, provider: &str, conn: &Connection
     .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
     .collect();
     Secret {
-        metadata: cx.meta(&binding_secret_name(cx.name)),
+        metadata: input.meta(&binding_secret_name(input.name)),
         type_: Some(format!("servicebinding.io/{}", engine.binding_type())),
         data: Some(data),
         ..Default::default()
@@ -293,10 +293,10 @@ pub struct DatabaseChildren {
     pub claim_provisioner: Option<ClaimProvisioner>,
 }
 
-/// Renders the database objects of `cx`'s service with `class`, or says what in the class is
+/// Renders the database objects of `input`'s service with `class`, or says what in the class is
 /// unusable.
-pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassProblem> {
-    let db = cx.spec.database.clone().unwrap_or_default();
+pub fn objects(input: &Input, class: &DatabaseClass) -> Result<DatabaseChildren, ClassProblem> {
+    let db = input.spec.database.clone().unwrap_or_default();
     let class_name = class.metadata.name.clone().unwrap_or_default();
     let mut out = DatabaseChildren {
         class: class_name.clone(),
@@ -316,10 +316,10 @@ pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassP
                 Reason::InvalidClass,
                 format!("DatabaseClass {class_name} has provisioner embedded but no embedded section"),
             ))?;
-            out.service_account = Some(embedded::service_account(cx));
-            out.stateful_set = Some(embedded::stateful_set(cx, class.spec.engine, e, &db));
-            out.service = Some(embedded::headless_service(cx, class.spec.engine));
-            out.network_policy = Some(embedded::network_policy(cx, class.spec.engine));
+            out.service_account = Some(embedded::service_account(input));
+            out.stateful_set = Some(embedded::stateful_set(input, class.spec.engine, e, &db));
+            out.service = Some(embedded::headless_service(input, class.spec.engine));
+            out.network_policy = Some(embedded::network_policy(input, class.spec.engine));
         }
         Provisioner::Claim => {
             let c = class.spec.claim.as_ref().ok_or((
@@ -328,7 +328,7 @@ pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassP
             ))?;
             out.claim_provisioner = Some(c.clone());
             out.claim = Some(
-                claim_object(cx, c, &db)
+                claim_object(input, c, &db)
                     .map_err(|m| (Reason::InvalidClaim, format!("DatabaseClass {class_name}: {m}")))?,
             );
         }
@@ -338,10 +338,10 @@ pub fn render(cx: &Cx, class: &DatabaseClass) -> Result<DatabaseChildren, ClassP
 
 /// The generated credentials Secret of an embedded database, with `password` as given (the
 /// operator generates it once; `flotilla render` shows a placeholder).
-pub fn credentials_secret(cx: &Cx, engine: Engine, password: &str) -> Secret {
-    let (username, database) = default_identity(cx.name, engine);
+pub fn credentials_secret(input: &Input, engine: Engine, password: &str) -> Secret {
+    let (username, database) = default_identity(input.name, engine);
     Secret {
-        metadata: cx.meta(&credentials_secret_name(cx.name)),
+        metadata: input.meta(&credentials_secret_name(input.name)),
         type_: Some("Opaque".into()),
         data: Some(
             [("username", username), ("password", password.to_string()), ("database", database)]
@@ -369,10 +369,10 @@ pub fn generate_password() -> String {
 }
 
 /// The connection of an embedded database, from its credentials.
-pub fn embedded_connection(cx: &Cx, engine: Engine, creds: &Secret) -> Option<Connection> {
+pub fn embedded_connection(input: &Input, engine: Engine, creds: &Secret) -> Option<Connection> {
     let get = |k: &str| creds.data.as_ref()?.get(k).and_then(|v| String::from_utf8(v.0.clone()).ok());
     Some(Connection {
-        host: format!("{}.{}.svc.{}", object_name(cx.name), cx.namespace, cx.world.settings.cluster_domain),
+        host: format!("{}.{}.svc.{}", object_name(input.name), input.namespace, input.world.settings.cluster_domain),
         port: engine.port().to_string(),
         username: get("username")?,
         password: get("password")?,
