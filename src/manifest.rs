@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use std::sync::Arc;
 
+use crate::api::defaults::DEFAULT_NAMESPACE;
 use crate::api::{DatabaseClass, Microservice};
 use crate::render::World;
 use crate::validate::{FieldError, validate};
@@ -201,13 +202,13 @@ pub fn load_str(text: &str, file: &Path, namespace: Option<&str>, out: &mut Mani
                             format!("{own:?} does not match the namespace {flag:?} given with -n"),
                         )),
                         (Some(_), _) => {}
-                        (None, flag) => ms.metadata.namespace = Some(flag.unwrap_or("default").to_string()),
+                        (None, flag) => ms.metadata.namespace = Some(flag.unwrap_or(DEFAULT_NAMESPACE).to_string()),
                     }
                     let errs = validate(&ms);
                     if !errs.is_empty() {
                         errs.into_iter().for_each(fail);
                     } else {
-                        let ns = ms.metadata.namespace.clone().unwrap_or_default();
+                        let ns = ms.ns().to_string();
                         let name = ms.metadata.name.clone().unwrap_or_default();
                         match out.claim("Microservice", &ns, &name, file, document) {
                             Ok(()) => out.microservices.push(ms),

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::contract::{DATABASE_ENV, dependency_env_name, is_reserved_label};
 use crate::api::defaults::parse_quantity;
-use crate::api::{MAX_NAME_LEN, Microservice, MicroserviceSpec, Protocol};
+use crate::api::{MAX_NAME_LEN, Microservice, MicroserviceSpec, Protocol, rules};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,30 +66,22 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         err("spec.image".into(), format!("{:?} must not contain whitespace", spec.image));
     }
 
-    if let Some(r) = spec.replicas
-        && !(0..=1000).contains(&r)
-    {
-        err("spec.replicas".into(), format!("{r} is out of range 0..=1000"));
+    if let Some(why) = spec.replicas.and_then(|r| rules::out_of_range(r, 0, rules::MAX_REPLICAS)) {
+        err("spec.replicas".into(), why);
     }
     if spec.replicas.is_some() && spec.autoscaling.is_some() {
-        err(
-            "spec.replicas".into(),
-            "must not be set together with spec.autoscaling: the HorizontalPodAutoscaler owns the replica count".into(),
-        );
+        err("spec.replicas".into(), rules::REPLICAS_WITH_AUTOSCALING.into());
     }
     if let Some(a) = &spec.autoscaling {
         let min = a.min();
-        if !(1..=1000).contains(&min) {
-            err("spec.autoscaling.minReplicas".into(), format!("{min} is out of range 1..=1000"));
+        if let Some(why) = rules::out_of_range(min, 1, rules::MAX_REPLICAS) {
+            err("spec.autoscaling.minReplicas".into(), why);
         }
-        if !(1..=1000).contains(&a.max_replicas) {
-            err("spec.autoscaling.maxReplicas".into(), format!("{} is out of range 1..=1000", a.max_replicas));
+        if let Some(why) = rules::out_of_range(a.max_replicas, 1, rules::MAX_REPLICAS) {
+            err("spec.autoscaling.maxReplicas".into(), why);
         }
         if min > a.max_replicas {
-            err(
-                "spec.autoscaling.minReplicas".into(),
-                format!("{min} must not be greater than maxReplicas ({})", a.max_replicas),
-            );
+            err("spec.autoscaling.minReplicas".into(), format!("{min} {} ({})", rules::MIN_ABOVE_MAX, a.max_replicas));
         }
         if let Some(b) = &a.behavior {
             for (field, rules) in [("scaleUp", &b.scale_up), ("scaleDown", &b.scale_down)] {
@@ -121,13 +113,8 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             metric_targets(&path, m, &mut err);
         }
         for (field, v) in [("cpu", a.cpu), ("memory", a.memory)] {
-            if let Some(v) = v
-                && !(1..=1000).contains(&v)
-            {
-                err(
-                    format!("spec.autoscaling.{field}"),
-                    format!("{v} is out of range 1..=1000 (percent of the request)"),
-                );
+            if let Some(why) = v.and_then(|v| rules::out_of_range(v, 1, rules::MAX_UTILIZATION)) {
+                err(format!("spec.autoscaling.{field}"), format!("{why} (percent of the request)"));
             }
         }
     }
@@ -147,10 +134,13 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                 err(format!("spec.ports[{i}].name"), format!("{:?} {why}", p.name));
             }
             if let Some(first) = names.insert(p.name.as_str(), i) {
-                err(format!("spec.ports[{i}].name"), format!("{:?} is already used by spec.ports[{first}]", p.name));
+                err(
+                    format!("spec.ports[{i}].name"),
+                    format!("{:?}: {}; spec.ports[{first}] has it too", p.name, rules::PORT_NAMES_UNIQUE),
+                );
             }
-            if !(1..=65535).contains(&p.port) {
-                err(format!("spec.ports[{i}].port"), format!("{} is out of range 1..=65535", p.port));
+            if let Some(why) = rules::out_of_range(p.port, 1, rules::MAX_PORT) {
+                err(format!("spec.ports[{i}].port"), why);
             }
             let proto = p.protocol().as_str();
             if let Some(first) = numbers.insert((p.port, proto), i) {
@@ -172,8 +162,8 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             Some(IntOrString::String(n)) if !has_port_name(n) => {
                 err("spec.healthCheck.port".into(), format!("{n:?} is not the name of one of spec.ports"));
             }
-            Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => {
-                err("spec.healthCheck.port".into(), format!("{n} is out of range 1..=65535"));
+            Some(IntOrString::Int(n)) if let Some(why) = rules::out_of_range(*n, 1, rules::MAX_PORT) => {
+                err("spec.healthCheck.port".into(), why);
             }
             _ => {}
         }
@@ -210,11 +200,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         if let Some(storage) = &db.storage {
             match parse_quantity(storage) {
                 Some(v) if v > 0.0 => {}
-                Some(_) => err("spec.database.storage".into(), format!("{storage:?} must be greater than zero")),
-                None => err(
-                    "spec.database.storage".into(),
-                    format!("{storage:?} is not a quantity; write it like 10Gi or 500Mi"),
-                ),
+                _ => err("spec.database.storage".into(), format!("{storage:?} {}", rules::STORAGE_POSITIVE)),
             }
         }
     }
@@ -238,7 +224,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         let path = format!("spec.dependencies[{i}]");
         match (&d.service, &d.external) {
             (Some(_), Some(_)) | (None, None) => {
-                err(path.clone(), "must set exactly one of service or external".into());
+                err(path.clone(), rules::DEPENDENCY_TARGET.into());
             }
             _ => {}
         }
@@ -277,24 +263,24 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             }
         } else {
             if d.namespace.is_some() {
-                err(format!("{path}.namespace"), "applies only to a service dependency".into());
+                err(format!("{path}.namespace"), rules::NAMESPACE_ONLY_FOR_SERVICE.into());
             }
             if d.port.is_some() {
-                err(format!("{path}.port"), "applies only to a service dependency; use external.ports".into());
+                err(format!("{path}.port"), rules::PORT_ONLY_FOR_SERVICE.into());
             }
         }
         if let Some(ext) = &d.external {
             if !is_cidr(&ext.cidr) {
-                err(format!("{path}.external.cidr"), format!("{:?} is not a CIDR such as 203.0.113.0/24", ext.cidr));
+                err(format!("{path}.external.cidr"), format!("{:?} {}", ext.cidr, rules::CIDR));
             } else if let Some(network) = cidr_host_bits(&ext.cidr) {
                 err(
                     format!("{path}.external.cidr"),
-                    format!("{:?} has bits set after its prefix; the network is {network}", ext.cidr),
+                    format!("{:?} {}; the network is {network}", ext.cidr, rules::CIDR_NETWORK),
                 );
             }
             for (j, p) in ext.ports.iter().flatten().enumerate() {
-                if !(1..=65535).contains(p) {
-                    err(format!("{path}.external.ports[{j}]"), format!("{p} is out of range 1..=65535"));
+                if let Some(why) = rules::out_of_range(*p, 1, rules::MAX_PORT) {
+                    err(format!("{path}.external.ports[{j}]"), why);
                 }
             }
         }
@@ -420,7 +406,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
 
     if let Some(d) = &spec.disruption {
         if d.min_available.is_some() && d.max_unavailable.is_some() {
-            err("spec.disruption".into(), "set at most one of minAvailable and maxUnavailable".into());
+            err("spec.disruption".into(), rules::DISRUPTION_ONE.into());
         }
         for (field, v) in [("minAvailable", &d.min_available), ("maxUnavailable", &d.max_unavailable)] {
             if let Some(v) = v
@@ -435,7 +421,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         for (k, v) in pod.labels.iter().flatten() {
             let path = format!("spec.pod.labels[{k:?}]");
             if is_reserved_label(k) {
-                err(path, "is set by Flotilla itself (flotilla.dev/ keys, app.kubernetes.io/name and managed-by) and cannot be set here".into());
+                err(path, format!("cannot be set here: {}", rules::RESERVED_LABELS));
             } else if let Some(why) = label_key(k) {
                 err(path, format!("key {why}"));
             } else if let Some(why) = label_value(v) {
@@ -504,11 +490,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                         );
                     }
                 }
-                Some(_) => err("spec.pod.tmpSizeLimit".into(), format!("{size:?} must be greater than zero")),
-                None => err(
-                    "spec.pod.tmpSizeLimit".into(),
-                    format!("{size:?} is not a quantity; write it like 512Mi or 2Gi"),
-                ),
+                _ => err("spec.pod.tmpSizeLimit".into(), format!("{size:?} {}", rules::TMP_SIZE_POSITIVE)),
             }
         }
         let mut spreads = BTreeMap::new();
@@ -1038,8 +1020,8 @@ fn probe(path: &str, kind: &str, p: &k8s_openapi::api::core::v1::Probe, err: &mu
         }
     }
     let port = |field: &str, v: &IntOrString, err: &mut dyn FnMut(String, String)| match v {
-        IntOrString::Int(n) if !(1..=65535).contains(n) => {
-            err(format!("{path}.{field}.port"), format!("{n} is out of range 1..=65535"))
+        IntOrString::Int(n) if let Some(why) = rules::out_of_range(*n, 1, rules::MAX_PORT) => {
+            err(format!("{path}.{field}.port"), why)
         }
         IntOrString::String(n) if port_name(n).is_some() => {
             err(format!("{path}.{field}.port"), format!("{n:?} is not a port name"))
@@ -1066,10 +1048,8 @@ fn probe(path: &str, kind: &str, p: &k8s_openapi::api::core::v1::Probe, err: &mu
     if let Some(t) = &p.tcp_socket {
         port("tcpSocket", &t.port, err);
     }
-    if let Some(g) = &p.grpc
-        && !(1..=65535).contains(&g.port)
-    {
-        err(format!("{path}.grpc.port"), format!("{} is out of range 1..=65535", g.port));
+    if let Some(why) = p.grpc.as_ref().and_then(|g| rules::out_of_range(g.port, 1, rules::MAX_PORT)) {
+        err(format!("{path}.grpc.port"), why);
     }
 }
 
@@ -1146,7 +1126,7 @@ fn port_name(s: &str) -> Option<String> {
         return Some("must not contain '--'".into());
     }
     if !s.chars().any(|c| c.is_ascii_lowercase()) {
-        return Some("must contain at least one letter".into());
+        return Some(rules::PORT_NAME_LETTER.into());
     }
     None
 }

@@ -235,7 +235,7 @@ async fn scale_subresource_and_autoscaling_on_and_off() {
         .patch_scale("api", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
         .await
         .expect_err("scale refused while autoscaling");
-    assert!(err.to_string().contains("mutually exclusive"), "{err}");
+    assert!(err.to_string().contains(flotilla::api::rules::REPLICAS_WITH_AUTOSCALING), "{err}");
 
     // Autoscaling off with 4 replicas: the HPA goes, the Deployment has 4.
     s.api
@@ -357,21 +357,72 @@ async fn an_autoscaler_that_cannot_scale_says_why_on_the_microservice() {
 #[tokio::test]
 async fn invalid_specs_are_refused_or_stalled() {
     let Some(s) = setup("invalid").await else { return };
-    for (spec, words) in [
+    // Refused by the API server's CEL rules at the same path and in the same words as
+    // `validate` (what `flotilla render` and the status say), both from `api::rules`.
+    use flotilla::api::rules;
+    let ports = json!([{"name": "http", "port": 80}, {"name": "http", "port": 81}]);
+    let external = |extra: serde_json::Value| {
+        let mut d = json!({"external": {"cidr": "10.0.0.0/8"}});
+        d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"image": "x", "dependencies": [d]})
+    };
+    for (spec, path, validate_path, words) in [
         (
             json!({"image": "x", "autoscaling": {"minReplicas": 5, "maxReplicas": 3}}),
-            "minReplicas must not be greater than",
+            "spec.autoscaling.minReplicas",
+            "spec.autoscaling.minReplicas",
+            rules::MIN_ABOVE_MAX,
         ),
-        (json!({"image": "x", "replicas": 2, "autoscaling": {"maxReplicas": 3}}), "mutually exclusive"),
-        (json!({"image": "x", "dependencies": [{}]}), "exactly one of service or external"),
         (
-            json!({"image": "x", "ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}]}),
-            "port names must be unique",
+            json!({"image": "x", "replicas": 2, "autoscaling": {"maxReplicas": 3}}),
+            "spec.replicas",
+            "spec.replicas",
+            rules::REPLICAS_WITH_AUTOSCALING,
         ),
-        (json!({"image": "x", "database": {"storage": "lots"}}), "positive quantity"),
+        (
+            json!({"image": "x", "dependencies": [{}]}),
+            "spec.dependencies[0]",
+            "spec.dependencies[0]",
+            rules::DEPENDENCY_TARGET,
+        ),
+        (
+            external(json!({"namespace": "b"})),
+            "spec.dependencies[0].namespace",
+            "spec.dependencies[0].namespace",
+            rules::NAMESPACE_ONLY_FOR_SERVICE,
+        ),
+        (
+            external(json!({"port": "http"})),
+            "spec.dependencies[0].port",
+            "spec.dependencies[0].port",
+            rules::PORT_ONLY_FOR_SERVICE,
+        ),
+        (json!({"image": "x", "ports": ports}), "spec.ports", "spec.ports[1].name", rules::PORT_NAMES_UNIQUE),
+        (
+            json!({"image": "x", "database": {"storage": "lots"}}),
+            "spec.database.storage",
+            "spec.database.storage",
+            rules::STORAGE_POSITIVE,
+        ),
+        (
+            json!({"image": "x", "disruption": {"minAvailable": 1, "maxUnavailable": 1}}),
+            "spec.disruption",
+            "spec.disruption",
+            rules::DISRUPTION_ONE,
+        ),
     ] {
-        let err = apply_ms(&s.api, "bad", spec.clone()).await.expect_err("the API server refuses it");
-        assert!(err.to_string().contains(words), "{spec}: {err}");
+        let err = apply_ms(&s.api, "bad", spec.clone()).await.expect_err("the API server refuses it").to_string();
+        assert!(err.contains(&format!("{path}: Invalid value")) && err.contains(words), "{spec}: {err}");
+        let ms: Microservice = serde_json::from_value(json!({
+            "apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice",
+            "metadata": {"name": "bad", "namespace": "ns"}, "spec": spec,
+        }))
+        .unwrap();
+        let found = flotilla::validate::validate(&ms);
+        assert!(
+            found.iter().any(|e| e.path == validate_path && e.message.contains(words)),
+            "{spec}: validate says {found:?}"
+        );
     }
     let long = "a".repeat(46);
     let err = apply_ms(&s.api, &long, json!({"image": "x"})).await.expect_err("name too long");

@@ -1,7 +1,7 @@
 //! One test per validation rule: a valid object passes, and breaking one rule gives exactly the
 //! field path and a message that says what is wrong.
 
-use flotilla::api::Microservice;
+use flotilla::api::{Microservice, rules};
 use flotilla::validate::validate;
 
 fn ms(spec: &str) -> Microservice {
@@ -99,7 +99,7 @@ fn port_rules() {
     refused(
         "  image: x\n  ports: [{name: http, port: 80}, {name: http, port: 81}]\n",
         "spec.ports[1].name",
-        "already used by spec.ports[0]",
+        "port names must be unique; spec.ports[0] has it too",
     );
     refused(
         "  image: x\n  ports: [{name: a, port: 80}, {name: b, port: 80}]\n",
@@ -167,8 +167,8 @@ fn pod_identity_rules() {
 
 #[test]
 fn tmp_size_rules() {
-    refused("  image: x\n  pod: {tmpSizeLimit: big}\n", "spec.pod.tmpSizeLimit", "not a quantity");
-    refused("  image: x\n  pod: {tmpSizeLimit: '0'}\n", "spec.pod.tmpSizeLimit", "greater than zero");
+    refused("  image: x\n  pod: {tmpSizeLimit: big}\n", "spec.pod.tmpSizeLimit", rules::TMP_SIZE_POSITIVE);
+    refused("  image: x\n  pod: {tmpSizeLimit: '0'}\n", "spec.pod.tmpSizeLimit", rules::TMP_SIZE_POSITIVE);
     // Above the default ephemeral-storage limit (1Gi), and above a given one.
     refused("  image: x\n  pod: {tmpSizeLimit: 2Gi}\n", "spec.pod.tmpSizeLimit", "ephemeral-storage limit \"1Gi\"");
     refused(
@@ -184,8 +184,8 @@ fn tmp_size_rules() {
 
 #[test]
 fn database_rules() {
-    refused("  image: x\n  database: {storage: lots}\n", "spec.database.storage", "not a quantity");
-    refused("  image: x\n  database: {storage: '0'}\n", "spec.database.storage", "greater than zero");
+    refused("  image: x\n  database: {storage: lots}\n", "spec.database.storage", rules::STORAGE_POSITIVE);
+    refused("  image: x\n  database: {storage: '0'}\n", "spec.database.storage", rules::STORAGE_POSITIVE);
     refused("  image: x\n  database: {class: Postgres_17}\n", "spec.database.class", "DNS-1123");
     for ok in ["10Gi", "500M", "1.5Gi", "1e9", "+2Ti", "100"] {
         accepted(&format!("  image: x\n  database: {{storage: '{ok}'}}\n"));
@@ -219,7 +219,7 @@ fn dependency_rules() {
     refused(
         "  image: x\n  dependencies: [{external: {cidr: 10.0.0.0}}]\n",
         "spec.dependencies[0].external.cidr",
-        "not a CIDR",
+        rules::CIDR,
     );
     refused(
         "  image: x\n  dependencies: [{external: {cidr: 10.0.0.0/8, ports: [0]}}]\n",

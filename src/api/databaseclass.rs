@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::rules;
+
 /// Annotation that marks the DatabaseClass used when a Microservice names none.
 pub const DEFAULT_CLASS_ANNOTATION: &str = "flotilla.dev/is-default-class";
 
@@ -31,9 +33,9 @@ pub const DEFAULT_CLASS_ANNOTATION: &str = "flotilla.dev/is-default-class";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self.provisioner != 'embedded' || has(self.embedded)")
-    .message("provisioner embedded needs the embedded section"))]
+    .field_path(".embedded").message(rules::EMBEDDED_SECTION))]
 #[x_kube(validation = Rule::new("self.provisioner != 'claim' || has(self.claim)")
-    .message("provisioner claim needs the claim section"))]
+    .field_path(".claim").message(rules::CLAIM_SECTION))]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseClassSpec {
     /// Database engine; shapes the connection secret and the embedded image's settings.
@@ -108,7 +110,7 @@ pub struct ClaimProvisioner {
     pub pod_selector: Option<BTreeMap<String, String>>,
     /// Port of the database, for the egress rule (every port of those pods when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = rules::MAX_PORT))]
     pub port: Option<i32>,
 }
 

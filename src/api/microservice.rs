@@ -13,6 +13,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::rules;
+
 /// Longest Microservice name accepted. Child objects add suffixes to it (the database
 /// StatefulSet `<name>-db` carries a `controller-revision-hash` label `<name>-db-<hash>` that must
 /// stay within 63 characters), so the name itself must leave room for them.
@@ -50,7 +52,7 @@ pub const MAX_NAME_LEN: usize = 45;
         .message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter) of at most 45 characters, so that every child object's name fits")
 )]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))")
-    .message("spec.replicas and spec.autoscaling are mutually exclusive: with autoscaling the HorizontalPodAutoscaler owns the replica count"))]
+    .field_path(".replicas").message(rules::REPLICAS_WITH_AUTOSCALING))]
 #[serde(rename_all = "camelCase")]
 pub struct MicroserviceSpec {
     /// Container image to run, for example `ghcr.io/acme/orders:1.4.2`.
@@ -70,7 +72,7 @@ pub struct MicroserviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 20))]
     #[x_kube(validation = Rule::new("self.all(p, self.filter(q, q.name == p.name).size() == 1)")
-        .message("port names must be unique"))]
+        .message(rules::PORT_NAMES_UNIQUE))]
     pub ports: Option<Vec<PortSpec>>,
 
     /// Environment variables of the container (core/v1 EnvVar).
@@ -96,7 +98,7 @@ pub struct MicroserviceSpec {
 
     /// Fixed number of replicas (default 1). Used only when `autoscaling` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 1000))]
+    #[schemars(range(min = 0, max = rules::MAX_REPLICAS))]
     pub replicas: Option<i32>,
 
     /// Horizontal autoscaling; becomes an autoscaling/v2 HorizontalPodAutoscaler that owns the
@@ -141,10 +143,10 @@ pub struct MicroserviceSpec {
 pub struct PortSpec {
     /// Port name, an IANA service name: lowercase letters, digits and '-', at most 15 characters.
     #[schemars(length(min = 1, max = 15), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
-    #[x_kube(validation = Rule::new("self.matches('[a-z]')").message("a port name must contain at least one letter"))]
+    #[x_kube(validation = Rule::new("self.matches('[a-z]')").message(rules::PORT_NAME_LETTER))]
     pub name: String,
     /// Port number, used by both the container and the Service.
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = rules::MAX_PORT))]
     pub port: i32,
     /// TCP (default), UDP or SCTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,24 +211,24 @@ pub struct Probes {
 /// Horizontal autoscaling settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas")
-    .message("autoscaling.minReplicas must not be greater than autoscaling.maxReplicas"))]
+    .field_path(".minReplicas").message(rules::MIN_ABOVE_MAX))]
 #[serde(rename_all = "camelCase")]
 pub struct Autoscaling {
     /// Fewest replicas (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = rules::MAX_REPLICAS))]
     pub min_replicas: Option<i32>,
     /// Most replicas.
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = rules::MAX_REPLICAS))]
     pub max_replicas: i32,
     /// Target average CPU utilization in percent of the CPU request. When no metric at all is
     /// given, 80 is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = rules::MAX_UTILIZATION))]
     pub cpu: Option<i32>,
     /// Target average memory utilization in percent of the memory request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = rules::MAX_UTILIZATION))]
     pub memory: Option<i32>,
     /// Further autoscaling/v2 metrics (Pods, Object, External, ContainerResource), passed as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,7 +241,7 @@ pub struct Autoscaling {
 /// The service's own database.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(validation = Rule::new("(has(self.class) ? self.class : '') == (has(oldSelf.class) ? oldSelf.class : '')")
-    .message("database.class cannot be changed: moving data between classes is not automatic; create a new service or migrate by hand"))]
+    .field_path(".class").message(rules::CLASS_IMMUTABLE))]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
     /// Name of a DatabaseClass; the default class (annotation
@@ -250,8 +252,8 @@ pub struct DatabaseSpec {
     /// Storage size, a quantity such as `10Gi` (default `1Gi`). It can grow, never shrink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
-        validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("database.storage must be a positive quantity such as 10Gi"),
-        validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("database.storage can grow but not shrink")
+        validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message(rules::STORAGE_POSITIVE),
+        validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message(rules::STORAGE_NO_SHRINK)
     )]
     #[schemars(length(max = 64))]
     pub storage: Option<String>,
@@ -273,10 +275,11 @@ pub enum DeletionPolicy {
 
 /// A service this one calls: either another Microservice or an external network.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[x_kube(validation = Rule::new("has(self.service) != has(self.external)")
-    .message("each dependency sets exactly one of service or external"))]
-#[x_kube(validation = Rule::new("has(self.service) || (!has(self.__namespace__) && !has(self.port))")
-    .message("namespace and port apply only to a service dependency"))]
+#[x_kube(validation = Rule::new("has(self.service) != has(self.external)").message(rules::DEPENDENCY_TARGET))]
+#[x_kube(validation = Rule::new("has(self.service) || !has(self.__namespace__)")
+    .field_path(".namespace").message(rules::NAMESPACE_ONLY_FOR_SERVICE))]
+#[x_kube(validation = Rule::new("has(self.service) || !has(self.port)")
+    .field_path(".port").message(rules::PORT_ONLY_FOR_SERVICE))]
 #[serde(rename_all = "camelCase")]
 pub struct Dependency {
     /// Name of the Microservice called.
@@ -310,8 +313,8 @@ impl Dependency {
 pub struct ExternalDependency {
     /// Destination network in CIDR notation, for example `203.0.113.0/24`.
     #[x_kube(
-        validation = Rule::new("isCIDR(self)").message("external.cidr must be a CIDR such as 203.0.113.0/24"),
-        validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("external.cidr must name a network: no bits set after the prefix (10.0.0.0/24, not 10.0.0.1/24)")
+        validation = Rule::new("isCIDR(self)").message(rules::CIDR),
+        validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message(rules::CIDR_NETWORK)
     )]
     #[schemars(length(min = 1, max = 64))]
     pub cidr: String,
@@ -391,7 +394,7 @@ pub struct Rollout {
 /// PodDisruptionBudget settings: at most one of minAvailable and maxUnavailable.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(validation = Rule::new("!(has(self.minAvailable) && has(self.maxUnavailable))")
-    .message("disruption.minAvailable and disruption.maxUnavailable are mutually exclusive"))]
+    .message(rules::DISRUPTION_ONE))]
 #[serde(rename_all = "camelCase")]
 pub struct Disruption {
     /// Pods that must stay available during voluntary disruptions (a number or a percentage).
@@ -410,7 +413,7 @@ pub struct PodSettings {
     /// `app.kubernetes.io/name`, `app.kubernetes.io/managed-by`) are not allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('flotilla.dev/') && k != 'app.kubernetes.io/name' && k != 'app.kubernetes.io/managed-by')")
-        .message("spec.pod.labels: flotilla.dev/ keys, app.kubernetes.io/name and app.kubernetes.io/managed-by are set by Flotilla itself"))]
+        .message(rules::RESERVED_LABELS))]
     pub labels: Option<BTreeMap<String, String>>,
     /// Extra pod annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -449,7 +452,7 @@ pub struct PodSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))")
-        .message("spec.pod.tmpSizeLimit must be a positive quantity such as 512Mi"))]
+        .message(rules::TMP_SIZE_POSITIVE))]
     pub tmp_size_limit: Option<String>,
 }
 

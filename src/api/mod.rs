@@ -4,6 +4,7 @@ pub mod contract;
 pub mod databaseclass;
 pub mod defaults;
 pub mod microservice;
+pub mod rules;
 
 pub use databaseclass::{DatabaseClass, DatabaseClassSpec};
 pub use microservice::*;

@@ -158,7 +158,7 @@ fn related(
     seen: &Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>>,
 ) -> Vec<ObjectRef<Microservice>> {
     let me = ObjectRef::from(ms);
-    let own_ns = ms.metadata.namespace.clone().unwrap_or_default();
+    let own_ns = ms.ns().to_string();
     let callees: HashSet<ObjectRef<Microservice>> = ms
         .spec
         .dependencies
