@@ -142,7 +142,7 @@ fn render_files(files: &[PathBuf], namespace: Option<&str>) -> ExitCode {
     let mut failed = false;
     for ms in &manifests.microservices {
         if ms.spec.database.is_some()
-            && let Err((_, why)) = flotilla::render::database::resolve_class(ms, &world.database_classes)
+            && let Some(Err((_, why))) = flotilla::render::Input::new(ms, &world).class
         {
             eprintln!(
                 "warning: {}/{}: spec.database: {why} among the files given: its database and the Secret its \

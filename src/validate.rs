@@ -124,8 +124,8 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         if ports.is_empty() {
             err("spec.ports".into(), "must list at least one port (leave it out for the default http 8080)".into());
         }
-        if ports.len() > 20 {
-            err("spec.ports".into(), format!("has {} ports; at most 20 are allowed", ports.len()));
+        if let Some(why) = rules::too_many(ports.len(), rules::MAX_PORTS) {
+            err("spec.ports".into(), why);
         }
         let mut names = BTreeMap::new();
         let mut numbers = BTreeMap::new();
@@ -207,11 +207,15 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
 
     // Dependencies.
     for (path, len, max) in [
-        ("spec.dependencies", spec.dependencies.as_ref().map_or(0, Vec::len), 50),
-        ("spec.expose.allowFrom", spec.expose.as_ref().and_then(|e| e.allow_from.as_ref()).map_or(0, Vec::len), 50),
+        ("spec.dependencies", spec.dependencies.as_ref().map_or(0, Vec::len), rules::MAX_PEERS),
+        (
+            "spec.expose.allowFrom",
+            spec.expose.as_ref().and_then(|e| e.allow_from.as_ref()).map_or(0, Vec::len),
+            rules::MAX_PEERS,
+        ),
     ] {
-        if len > max {
-            err(path.into(), format!("has {len} entries; at most {max} are allowed"));
+        if let Some(why) = rules::too_many(len, max) {
+            err(path.into(), why);
         }
     }
     if spec.dependencies.as_ref().is_some_and(|d| d.len() > 1000) {
@@ -228,10 +232,9 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             }
             _ => {}
         }
-        if let Some(n) = d.external.as_ref().and_then(|x| x.ports.as_ref()).map(Vec::len)
-            && n > 20
-        {
-            err(format!("{path}.external.ports"), format!("has {n} ports; at most 20 are allowed"));
+        let external_ports = d.external.as_ref().and_then(|x| x.ports.as_ref()).map_or(0, Vec::len);
+        if let Some(why) = rules::too_many(external_ports, rules::MAX_PORTS) {
+            err(format!("{path}.external.ports"), why);
         }
         if let Some(svc) = &d.service {
             if let Some(why) = dns1035_label(svc, 63) {
@@ -421,7 +424,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
         for (k, v) in pod.labels.iter().flatten() {
             let path = format!("spec.pod.labels[{k:?}]");
             if is_reserved_label(k) {
-                err(path, format!("cannot be set here: {}", rules::RESERVED_LABELS));
+                err(path, format!("cannot be set here: {}", rules::reserved_labels()));
             } else if let Some(why) = label_key(k) {
                 err(path, format!("key {why}"));
             } else if let Some(why) = label_value(v) {
@@ -468,9 +471,9 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
                         format!("spec.pod.securityContext.{field}"),
                         "0 is root, and the pod runs as non-root: choose a user ID above 0 (above 10000 keeps clear of the node's own users)".into(),
                     ),
-                    Some(v) if !(min..=i64::from(i32::MAX)).contains(&v) => err(
+                    Some(v) if !(min..=rules::MAX_ID).contains(&v) => err(
                         format!("spec.pod.securityContext.{field}"),
-                        format!("{v} is out of range {min}..={}", i32::MAX),
+                        format!("{v} is out of range {min}..={}", rules::MAX_ID),
                     ),
                     _ => {}
                 }
@@ -527,7 +530,7 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
     }
 
     if let Some(r) = &spec.resources {
-        resources(r, &mut err);
+        check_resources(r, &mut err);
     }
     if let Some(p) = &spec.probes {
         for (field, probe) in [("readiness", &p.readiness), ("liveness", &p.liveness), ("startup", &p.startup)] {
@@ -934,7 +937,7 @@ fn toleration(path: &str, t: &k8s_openapi::api::core::v1::Toleration, err: &mut 
 /// default when `resources` does not name ephemeral-storage at all.
 fn ephemeral_limit(r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>) -> Option<(String, f64)> {
     let r = crate::api::defaults::resources(r);
-    let limit = r.limits?.get("ephemeral-storage")?.0.clone();
+    let limit = crate::api::defaults::ephemeral_limit(&r)?.to_string();
     let bytes = parse_quantity(&limit)?;
     Some((limit, bytes))
 }
@@ -945,7 +948,7 @@ fn is_extended_resource(name: &str) -> bool {
     name.contains('/') && !name.contains("kubernetes.io/")
 }
 
-fn resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut impl FnMut(String, String)) {
+fn check_resources(r: &k8s_openapi::api::core::v1::ResourceRequirements, err: &mut impl FnMut(String, String)) {
     let mut parsed: BTreeMap<(&str, &str), f64> = BTreeMap::new();
     for (field, list) in [("limits", &r.limits), ("requests", &r.requests)] {
         for (name, q) in list.iter().flatten() {
@@ -1119,7 +1122,7 @@ fn hostname(s: &str) -> Option<String> {
 }
 
 fn port_name(s: &str) -> Option<String> {
-    if let Some(why) = dns1123_label(s, 15) {
+    if let Some(why) = dns1123_label(s, rules::MAX_PORT_NAME_LEN) {
         return Some(why);
     }
     if s.contains("--") {

@@ -690,7 +690,7 @@ async fn clashing_names_fail_closed_and_every_pod_passes_the_restricted_profile(
         .await
         .expect_err("a reserved label is refused at apply time");
     let err = err.to_string();
-    assert!(err.contains("spec.pod.labels") && err.contains(flotilla::api::rules::RESERVED_LABELS), "{err}");
+    assert!(err.contains("spec.pod.labels") && err.contains(&flotilla::api::rules::reserved_labels()), "{err}");
     // So is an external network written with bits after its prefix.
     let err = apply_ms(&api, "leaky", json!({"image": "x", "dependencies": [{"external": {"cidr": "10.0.0.1/24"}}]}))
         .await

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::{Autoscaling, Microservice, MicroserviceSpec, PortSpec, Protocol};
+use super::{
+    Autoscaling, DatabaseSpec, DeletionPolicy, Microservice, MicroserviceSpec, PodSettings, PortSpec, Protocol,
+};
 
 /// Namespace of an object that names none, as kubectl would apply it.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -22,6 +24,17 @@ impl Microservice {
 }
 
 impl MicroserviceSpec {
+    /// `replicas`, 1 when absent (as a Deployment's own default).
+    pub fn replicas(&self) -> i32 {
+        self.replicas.unwrap_or(1)
+    }
+
+    /// Whether the pods get a ServiceAccount token: only when `pod.automountServiceAccountToken`
+    /// asks for one.
+    pub fn automount_token(&self) -> bool {
+        self.pod.as_ref().and_then(|p: &PodSettings| p.automount_service_account_token).unwrap_or(false)
+    }
+
     /// The ports, with the default `http` 8080/TCP when none are given.
     pub fn effective_ports(&self) -> Vec<PortSpec> {
         match &self.ports {
@@ -33,6 +46,21 @@ impl MicroserviceSpec {
                 app_protocol: Some("http".into()),
             }],
         }
+    }
+}
+
+/// `spec.database.storage` when absent.
+pub const DEFAULT_STORAGE: &str = "1Gi";
+
+impl DatabaseSpec {
+    /// `storage`, or [`DEFAULT_STORAGE`].
+    pub fn storage(&self) -> &str {
+        self.storage.as_deref().unwrap_or(DEFAULT_STORAGE)
+    }
+
+    /// `deletionPolicy`, Retain when absent: data is never deleted unless asked.
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.deletion_policy.unwrap_or_default()
     }
 }
 
@@ -87,11 +115,16 @@ pub fn with_ephemeral_storage(mut r: ResourceRequirements, (request, limit): (&s
 
 const EPHEMERAL: &str = "ephemeral-storage";
 
+/// The ephemeral-storage limit of `r`, as written.
+pub fn ephemeral_limit(r: &ResourceRequirements) -> Option<&str> {
+    r.limits.as_ref()?.get(EPHEMERAL).map(|q| q.0.as_str())
+}
+
 /// `size`, or the container's ephemeral-storage limit when that is lower: the kubelet evicts a
 /// pod whose volumes and logs pass the limit, so a larger `/tmp` would never be reached.
 pub fn within_ephemeral_limit<'a>(size: &'a str, r: &'a ResourceRequirements) -> &'a str {
-    match r.limits.as_ref().and_then(|l| l.get(EPHEMERAL)) {
-        Some(limit) if parse_quantity(&limit.0).zip(parse_quantity(size)).is_some_and(|(l, s)| l < s) => &limit.0,
+    match ephemeral_limit(r) {
+        Some(limit) if parse_quantity(limit).zip(parse_quantity(size)).is_some_and(|(l, s)| l < s) => limit,
         _ => size,
     }
 }

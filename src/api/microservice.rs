@@ -48,8 +48,7 @@ pub const MAX_NAME_LEN: usize = 45;
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 45")
-        .message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter) of at most 45 characters, so that every child object's name fits")
+    validation = Rule::new(rules::name_rule()).message(kube::core::Message::Message(rules::name_message()))
 )]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))")
     .field_path(".replicas").message(rules::REPLICAS_WITH_AUTOSCALING))]
@@ -70,7 +69,7 @@ pub struct MicroserviceSpec {
     /// Ports the service listens on. Each becomes a container port and a Service port of the same
     /// number. Default: one port named `http`, 8080/TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 20))]
+    #[schemars(length(min = 1, max = rules::MAX_PORTS))]
     #[x_kube(validation = Rule::new("self.all(p, self.filter(q, q.name == p.name).size() == 1)")
         .message(rules::PORT_NAMES_UNIQUE))]
     pub ports: Option<Vec<PortSpec>>,
@@ -113,7 +112,7 @@ pub struct MicroserviceSpec {
     /// Services this one calls. Each gives the container a `<SERVICE>_URL` variable and an
     /// egress rule, and gives the callee an ingress rule admitting this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = rules::MAX_PEERS))]
     pub dependencies: Option<Vec<Dependency>>,
 
     /// Who else may call this service: an Ingress and extra namespaces or pods.
@@ -142,7 +141,7 @@ pub struct MicroserviceSpec {
 #[serde(rename_all = "camelCase")]
 pub struct PortSpec {
     /// Port name, an IANA service name: lowercase letters, digits and '-', at most 15 characters.
-    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = rules::MAX_PORT_NAME_LEN), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[x_kube(validation = Rule::new("self.matches('[a-z]')").message(rules::PORT_NAME_LETTER))]
     pub name: String,
     /// Port number, used by both the container and the Service.
@@ -292,7 +291,7 @@ pub struct Dependency {
     pub namespace: Option<String>,
     /// Name of the callee's port to use (its first port when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 15))]
+    #[schemars(length(min = 1, max = rules::MAX_PORT_NAME_LEN))]
     pub port: Option<String>,
     /// A network outside the cluster that this service calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -320,7 +319,7 @@ pub struct ExternalDependency {
     pub cidr: String,
     /// TCP ports allowed to that network; every TCP port when absent (never UDP or SCTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = rules::MAX_PORTS))]
     pub ports: Option<Vec<i32>>,
 }
 
@@ -333,7 +332,7 @@ pub struct Expose {
     pub ingress: Option<IngressExpose>,
     /// Namespaces (optionally narrowed to some pods) whose pods may call the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = rules::MAX_PEERS))]
     pub allow_from: Option<Vec<AllowFrom>>,
 }
 
@@ -412,8 +411,8 @@ pub struct PodSettings {
     /// Extra pod labels. Keys Flotilla sets itself (any `flotilla.dev/` key,
     /// `app.kubernetes.io/name`, `app.kubernetes.io/managed-by`) are not allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('flotilla.dev/') && k != 'app.kubernetes.io/name' && k != 'app.kubernetes.io/managed-by')")
-        .message(rules::RESERVED_LABELS))]
+    #[x_kube(validation = Rule::new(rules::reserved_labels_rule())
+        .message(kube::core::Message::Message(rules::reserved_labels())))]
     pub labels: Option<BTreeMap<String, String>>,
     /// Extra pod annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -472,15 +471,15 @@ pub enum Spread {
 pub struct PodIdentity {
     /// User ID the containers run as; not 0 (the pod runs as non-root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 2147483647))]
+    #[schemars(range(min = 1, max = rules::MAX_ID))]
     pub run_as_user: Option<i64>,
     /// Primary group ID of the containers' processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 2147483647))]
+    #[schemars(range(min = 0, max = rules::MAX_ID))]
     pub run_as_group: Option<i64>,
     /// Group that owns the pod's volumes, added to the processes' groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 2147483647))]
+    #[schemars(range(min = 0, max = rules::MAX_ID))]
     pub fs_group: Option<i64>,
 }
 

@@ -4,12 +4,30 @@
 //! Messages name no field of their own path: the path comes first when they are shown.
 //! (The rule on `metadata.name` is the exception: CEL cannot point into metadata, so its message
 //! names the field, and `validate` says in its own words which part of the name is wrong.)
+//! Where CEL checks a whole list or map and `validate` names the item (`spec.ports`,
+//! `spec.pod.labels`), `validate` reports the same words at the item's path.
+
+use super::MAX_NAME_LEN;
+use super::contract::{RESERVED_LABEL_PREFIX, RESERVED_LABELS};
 
 /// Bounds the schema declares and `validate` checks, with the words of [`out_of_range`].
 pub const MAX_REPLICAS: i32 = 1000;
 /// `spec.autoscaling.cpu` and `.memory`, in percent of the request.
 pub const MAX_UTILIZATION: i32 = 1000;
 pub const MAX_PORT: i32 = 65535;
+/// `spec.ports`, and a dependency's `external.ports`.
+pub const MAX_PORTS: usize = 20;
+/// `spec.dependencies` and `spec.expose.allowFrom`.
+pub const MAX_PEERS: usize = 50;
+/// A port name (IANA service name).
+pub const MAX_PORT_NAME_LEN: usize = 15;
+/// `spec.pod.securityContext` user and group IDs.
+pub const MAX_ID: i64 = 2147483647;
+
+/// A list longer than `max`.
+pub fn too_many(len: usize, max: usize) -> Option<String> {
+    (len > max).then(|| format!("has {len} entries; at most {max} are allowed"))
+}
 
 /// A number outside `min..=max`.
 pub fn out_of_range(value: i32, min: i32, max: i32) -> Option<String> {
@@ -48,9 +66,32 @@ pub const CIDR_NETWORK: &str = "must name a network: no bits set after the prefi
 
 /// `spec.disruption`.
 pub const DISRUPTION_ONE: &str = "set at most one of minAvailable and maxUnavailable";
-/// `spec.pod.labels`.
-pub const RESERVED_LABELS: &str =
-    "flotilla.dev/ keys, app.kubernetes.io/name and app.kubernetes.io/managed-by are set by Flotilla itself";
+/// `spec.pod.labels`: the CEL rule, from [`contract::is_reserved_label`]'s constants.
+pub fn reserved_labels_rule() -> String {
+    let exact = RESERVED_LABELS.iter().filter(|l| !l.starts_with(RESERVED_LABEL_PREFIX));
+    let exact: Vec<String> = exact.map(|l| format!(" && k != '{l}'")).collect();
+    format!("self.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}'){})", exact.concat())
+}
+
+/// `spec.pod.labels`: what the rule says.
+pub fn reserved_labels() -> String {
+    let exact = RESERVED_LABELS.iter().filter(|l| !l.starts_with(RESERVED_LABEL_PREFIX));
+    let exact: Vec<&str> = exact.copied().collect();
+    format!("{RESERVED_LABEL_PREFIX} keys, {} are set by Flotilla itself", exact.join(" and "))
+}
+
+/// `metadata.name`: the CEL rule on the object (CEL cannot point into metadata, so the message
+/// names the field).
+pub fn name_rule() -> String {
+    format!("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= {MAX_NAME_LEN}")
+}
+
+/// `metadata.name`: what the rule says.
+pub fn name_message() -> String {
+    format!(
+        "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter) of at most {MAX_NAME_LEN} characters, so that every child object's name fits"
+    )
+}
 /// `spec.pod.tmpSizeLimit`.
 pub const TMP_SIZE_POSITIVE: &str = "must be a positive quantity such as 512Mi";
 

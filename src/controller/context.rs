@@ -96,7 +96,7 @@ impl Context {
             stateful_sets: store().0,
             secrets: store().0,
         };
-        let reporter = Reporter { controller: "flotilla".into(), instance: None };
+        let reporter = Reporter { controller: crate::api::contract::MANAGER.into(), instance: None };
         let settings = crate::render::Settings::default();
         Self::new(
             client.clone(),

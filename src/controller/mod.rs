@@ -134,7 +134,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Recorder::new(client.clone(), Reporter { controller: "flotilla".into(), instance: None }),
+        Recorder::new(client.clone(), Reporter { controller: crate::api::contract::MANAGER.into(), instance: None }),
         metrics.clone(),
         config.settings.clone(),
         store.clone(),

@@ -1,4 +1,5 @@
-//! One reconcile: fetch inputs → validate → render → apply → prune → status.
+//! One reconcile: guard → lifecycle → world → check → children → apply → prune → status
+//! (ARCHITECTURE.md draws it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use super::database::{self, DbState, Phase};
 use super::error::Error;
 use super::guard::{self, Read};
 use super::replicas;
-use super::status::{Observed, compute, unreadable};
+use super::status::{INVALID_OBJECT, Observed, compute, unreadable};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
 use crate::render::database::{CREDENTIALS_HASH, FINALIZER};
 use crate::render::{self, Checked, Children, World};
@@ -44,7 +45,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         // there so that a database's data is kept (or deleted) as its policy says first.
         if has_finalizer {
             let classes = database_classes(&ctx).await?;
-            match database::policy(&ms) {
+            match ms.spec.database.clone().unwrap_or_default().deletion_policy() {
                 DeletionPolicy::Retain => database::retain(&ctx, &ms, &classes).await?,
                 DeletionPolicy::Delete => database::delete(&ctx, &ms, &classes).await?,
             }
@@ -61,8 +62,10 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         database::detach(&ctx, &ms, &classes).await?;
         set_finalizer(&ctx, &ms, false).await?;
     }
-    let result = converge(&ms, &ctx).await;
-    let mut observed = Observed { missing_dependencies: missing_dependencies(&ms, &ctx), ..Default::default() };
+    // One snapshot of the world serves the render and the status.
+    let world = world_of(&ms, &ctx).await?;
+    let result = converge(&ms, &ctx, &world).await;
+    let mut observed = Observed { missing_dependencies: missing_dependencies(&ms, &world), ..Default::default() };
     let mut db_pending = false;
     match &result {
         Ok(Converged { deployment, hpa, paused, database }) => {
@@ -99,15 +102,14 @@ struct Converged {
 
 /// The stages of one reconcile of a live Microservice, top to bottom; each stage's output is the
 /// next one's input, so they cannot run out of order.
-async fn converge(ms: &Microservice, ctx: &Context) -> Result<Converged, Error> {
+async fn converge(ms: &Microservice, ctx: &Context, world: &World) -> Result<Converged, Error> {
     if ms.spec.paused == Some(true) {
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ms.ns());
         let name = ms.name_any();
         let deployment = deployments.get_opt(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
         return Ok(Converged { deployment, hpa: None, paused: true, database: None });
     }
-    let world = world_of(ms, ctx).await?;
-    let checked = render::check(ms, &world)?;
+    let checked = render::check(ms, world)?;
     let children = render::children(&checked);
     let mut applied = apply_children(ctx, &checked, children).await?;
     prune_children(ctx, ms, &applied.absent, &mut applied.changed).await?;
@@ -225,9 +227,8 @@ async fn prune_children(
     Ok(())
 }
 
-fn missing_dependencies(ms: &Microservice, ctx: &Context) -> Vec<String> {
+fn missing_dependencies(ms: &Microservice, world: &World) -> Vec<String> {
     let own_ns = ms.ns();
-    let world = World { microservices: ctx.store.state(), ..World::default() };
     let targets = ms.spec.dependencies.iter().flatten().filter_map(|d| d.target(own_ns));
     targets.filter(|(ns, svc)| world.find(ns, svc).is_none()).map(|(ns, svc)| format!("{ns}/{svc}")).collect()
 }
@@ -261,7 +262,7 @@ async fn report_unreadable(ctx: &Context, ms: &Microservice, problem: &str) -> R
     if conditions == old.conditions && old.observed_generation == ms.metadata.generation {
         return Ok(());
     }
-    ctx.metrics.failures.get_or_create(&crate::metrics::ErrorLabels { category: "InvalidObject" }).inc();
+    ctx.metrics.failures.get_or_create(&crate::metrics::ErrorLabels { category: INVALID_OBJECT }).inc();
     warn!(namespace, name, problem, "cannot read a Microservice; its children are left as they are");
     // A merge patch of the conditions alone, read back through the guard: the rest of the
     // object may be what cannot be read.
@@ -269,7 +270,7 @@ async fn report_unreadable(ctx: &Context, ms: &Microservice, problem: &str) -> R
     let body = serde_json::json!({"status": {"observedGeneration": ms.metadata.generation, "conditions": conditions}});
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     api.patch_status(&name, &params, &Patch::Merge(&body)).await.map_err(Error::kube("report unreadable object"))?;
-    record_event(ctx, ms, EventType::Warning, "InvalidObject", &message).await;
+    record_event(ctx, ms, EventType::Warning, INVALID_OBJECT, &message).await;
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub const AVAILABLE: &str = "Available";
 pub const DEPENDENCIES_READY: &str = "DependenciesReady";
 pub const DATABASE_READY: &str = "DatabaseReady";
 pub const AUTOSCALING: &str = "Autoscaling";
+/// The reason of the conditions, Event and failure count of an object this build cannot read.
+pub const INVALID_OBJECT: &str = "InvalidObject";
 
 /// What the reconcile saw, as input to the status.
 #[derive(Debug, Default)]
@@ -37,36 +39,38 @@ pub struct Observed<'a> {
 
 /// Where a rollout stands.
 #[derive(Debug, PartialEq, Eq)]
-enum Rollout {
+enum RolloutState {
     Complete,
     Progressing(String),
     Stalled(String),
 }
 
 /// `min_replicas`: under an HPA, the rollout is not complete below its minimum.
-fn rollout(dep: &Deployment, min_replicas: i32) -> Rollout {
-    let Some(status) = &dep.status else { return Rollout::Progressing("Deployment has no status yet".into()) };
+fn rollout(dep: &Deployment, min_replicas: i32) -> RolloutState {
+    let Some(status) = &dep.status else { return RolloutState::Progressing("Deployment has no status yet".into()) };
     let generation = dep.metadata.generation.unwrap_or(0);
     if status.observed_generation.unwrap_or(0) < generation {
-        return Rollout::Progressing("waiting for the Deployment controller to see the update".into());
+        return RolloutState::Progressing("waiting for the Deployment controller to see the update".into());
     }
     if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing")
         && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     {
-        return Rollout::Stalled(c.message.clone().unwrap_or_else(|| "rollout exceeded its progress deadline".into()));
+        return RolloutState::Stalled(
+            c.message.clone().unwrap_or_else(|| "rollout exceeded its progress deadline".into()),
+        );
     }
     let desired = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(min_replicas);
     let updated = status.updated_replicas.unwrap_or(0);
     let replicas = status.replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     if updated < desired {
-        Rollout::Progressing(format!("{updated} of {desired} pods updated"))
+        RolloutState::Progressing(format!("{updated} of {desired} pods updated"))
     } else if replicas > updated {
-        Rollout::Progressing(format!("{} old pods are terminating", replicas - updated))
+        RolloutState::Progressing(format!("{} old pods are terminating", replicas - updated))
     } else if available < updated {
-        Rollout::Progressing(format!("{available} of {updated} updated pods available"))
+        RolloutState::Progressing(format!("{available} of {updated} updated pods available"))
     } else {
-        Rollout::Complete
+        RolloutState::Complete
     }
 }
 
@@ -144,17 +148,17 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
             conditions.push(cond(RECONCILING, Some(true), "Reconciling", m.clone()));
             conditions.push(cond(STALLED, Some(false), "Reconciling", m));
         }
-        (None, Some(Rollout::Stalled(m))) => {
+        (None, Some(RolloutState::Stalled(m))) => {
             conditions.push(cond(READY, Some(false), "ProgressDeadlineExceeded", m.clone()));
             conditions.push(cond(RECONCILING, Some(false), "ProgressDeadlineExceeded", m.clone()));
             conditions.push(cond(STALLED, Some(true), "ProgressDeadlineExceeded", m));
         }
-        (None, Some(Rollout::Progressing(m))) => {
+        (None, Some(RolloutState::Progressing(m))) => {
             conditions.push(cond(READY, Some(false), "RollingOut", m.clone()));
             conditions.push(cond(RECONCILING, Some(true), "RollingOut", m.clone()));
             conditions.push(cond(STALLED, Some(false), "RollingOut", m));
         }
-        (None, Some(Rollout::Complete)) => {
+        (None, Some(RolloutState::Complete)) => {
             let m = "all pods are updated and available".to_string();
             conditions.push(cond(READY, Some(true), "RolloutComplete", m.clone()));
             conditions.push(cond(RECONCILING, Some(false), "RolloutComplete", m.clone()));
@@ -273,7 +277,7 @@ pub fn unreadable(old: &[Condition], generation: Option<i64>, message: &str, now
         .map(|(type_, status)| Condition {
             type_: (*type_).into(),
             status: (*status).into(),
-            reason: "InvalidObject".into(),
+            reason: INVALID_OBJECT.into(),
             message: message.into(),
             observed_generation: generation,
             last_transition_time: old
@@ -492,6 +496,44 @@ mod tests {
         );
         assert_eq!(get(&s, STALLED).status, "True");
         assert_eq!(get(&s, READY).message, "spec.image: is required");
+    }
+
+    /// kstatus ignores a condition's own observedGeneration: a Stalled=True left from an older
+    /// generation under a newer `status.observedGeneration` would read as Failed. Every status
+    /// written carries each condition at the generation the status claims.
+    #[test]
+    fn every_condition_is_at_the_generation_the_status_claims() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let mut m = ms(1);
+        m.status = Some(compute(
+            &m,
+            &Observed { blocked: Some(("InvalidSpec", "spec.image: is required".into())), ..Default::default() },
+            &Settings::default(),
+            t0,
+        ));
+        m.metadata.generation = Some(2);
+        let d = dep(2, 2, 2, 2, 2);
+        let paused_ms = {
+            let mut p = m.clone();
+            p.spec.paused = Some(true);
+            p
+        };
+        for (m, seen) in [
+            (&m, Observed { deployment: Some(&d), ..Default::default() }),
+            (&m, Observed { deployment: None, ..Default::default() }),
+            (&paused_ms, Observed { deployment: Some(&d), paused: true, ..Default::default() }),
+            (&m, Observed { blocked: Some(("ChildConflict", "Service orders exists".into())), ..Default::default() }),
+        ] {
+            let s = compute(m, &seen, &Settings::default(), t0);
+            assert_eq!(s.observed_generation, Some(2));
+            for c in &s.conditions {
+                assert_eq!(c.observed_generation, Some(2), "{} behind the status", c.type_);
+            }
+        }
+        let unreadable = unreadable(&m.status.clone().unwrap().conditions, Some(2), "bad", t0);
+        for t in [READY, RECONCILING, STALLED] {
+            assert_eq!(unreadable.iter().find(|c| c.type_ == t).unwrap().observed_generation, Some(2));
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tracing::warn;
 
 use super::context::Caches;
 use super::guard;
+use crate::api::contract::{MANAGED_BY_LABEL, MANAGER};
 use crate::api::{DatabaseClass, Microservice};
 use crate::render::{World, database};
 
@@ -74,7 +75,7 @@ pub fn build(
         })
         .applied_objects();
     // Only children Flotilla made are watched.
-    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
+    let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     // The children's watches fill the caches and trigger their owners' reconciles.
     fn owned<K>(
         api: Api<K>,

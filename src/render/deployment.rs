@@ -37,7 +37,7 @@ pub(super) fn deployment(input: &Input) -> Deployment {
         spec: Some(DeploymentSpec {
             // With autoscaling the HPA owns the replica count: leaving the field out of every apply
             // is what keeps the operator from fighting it.
-            replicas: if spec.autoscaling.is_some() { None } else { Some(spec.replicas.unwrap_or(1)) },
+            replicas: if spec.autoscaling.is_some() { None } else { Some(spec.replicas()) },
             selector: LabelSelector { match_labels: Some(selector_labels(input.name)), ..Default::default() },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
@@ -57,7 +57,7 @@ pub(super) fn deployment(input: &Input) -> Deployment {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(pod.service_account_name.clone().unwrap_or_else(|| input.name.into())),
-                    automount_service_account_token: Some(pod.automount_service_account_token.unwrap_or(false)),
+                    automount_service_account_token: Some(spec.automount_token()),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),

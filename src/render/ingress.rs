@@ -9,7 +9,7 @@ use super::Input;
 
 pub(super) fn ingress(input: &Input) -> Option<Ingress> {
     let ing = input.spec.expose.as_ref()?.ingress.as_ref()?;
-    let port = ing.port.clone().unwrap_or_else(|| input.ports[0].name.clone());
+    let port = input.ingress_port()?.name.clone();
     Some(Ingress {
         metadata: input.meta(input.name),
         spec: Some(IngressSpec {

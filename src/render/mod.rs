@@ -83,7 +83,7 @@ struct Index {
 }
 
 impl World {
-    fn index(&self) -> &Index {
+    fn lookups(&self) -> &Index {
         self.index.0.get_or_init(|| {
             let mut index = Index::default();
             for (i, m) in self.microservices.iter().enumerate() {
@@ -117,7 +117,7 @@ impl World {
 
     /// The Microservice `namespace/name`, if known.
     pub fn find(&self, namespace: &str, name: &str) -> Option<&Microservice> {
-        let i = *self.index().by_name.get(&(namespace.to_string(), name.to_string()))?;
+        let i = *self.lookups().by_name.get(&(namespace.to_string(), name.to_string()))?;
         self.microservices.get(i).map(Arc::as_ref)
     }
 
@@ -166,7 +166,7 @@ impl World {
     /// Services that list `namespace/name` as a dependency, with the port name they asked for,
     /// sorted by namespace and name so rendering is deterministic.
     pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
-        self.index().callers.get(&(namespace.to_string(), name.to_string())).cloned().unwrap_or_default()
+        self.lookups().callers.get(&(namespace.to_string(), name.to_string())).cloned().unwrap_or_default()
     }
 }
 
@@ -219,7 +219,7 @@ impl Children {
             push(&mut out, &db.stateful_set)?;
             push(&mut out, &db.service)?;
             push(&mut out, &db.network_policy)?;
-            push(&mut out, &db.claim)?;
+            push(&mut out, &db.claim.as_ref().map(|c| c.object.clone()))?;
         }
         Ok(out)
     }
@@ -233,25 +233,13 @@ pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value
     let children = children(&checked);
     let mut values = children.to_values().unwrap_or_default();
     if let Some(Ok(db)) = &children.database {
-        let placeholder = if db.stateful_set.is_some() {
-            let (username, name) = database::default_identity(input.name, db.engine);
-            let host = format!(
-                "{}.{}.svc.{}",
-                database::object_name(input.name),
-                input.namespace,
-                world.settings.cluster_domain
-            );
-            let port = db.engine.port().to_string();
-            let uri =
-                format!("{}://{username}:{}@{host}:{port}/{name}", db.engine.binding_type(), database::PLACEHOLDER);
-            database::Connection {
-                host,
-                port,
-                username,
-                password: database::PLACEHOLDER.into(),
-                database: name,
-                uri: Some(uri),
-            }
+        let credentials = database::credentials_secret(input, db.engine, database::PLACEHOLDER);
+        let embedded =
+            db.stateful_set.as_ref().and_then(|_| database::embedded_connection(input, db.engine, &credentials));
+        let placeholder = if let Some(mut conn) = embedded {
+            // The URI as the operator writes it, with the placeholder readable.
+            conn.uri = Some(database::readable_uri(&conn, db.engine));
+            conn
         } else {
             database::Connection {
                 host: PLACEHOLDER_OR_HOST.into(),
@@ -264,9 +252,9 @@ pub fn preview(ms: &Microservice, world: &World) -> Result<Vec<serde_json::Value
         };
         let mut secrets = Vec::new();
         if db.stateful_set.is_some() {
-            secrets.push(database::credentials_secret(input, db.engine, database::PLACEHOLDER));
+            secrets.push(credentials);
         }
-        secrets.push(database::binding_secret(input, db.engine, "flotilla", &placeholder));
+        secrets.push(database::binding_secret(input, db.engine, &database::provider(db), &placeholder));
         for mut s in secrets {
             // Show the placeholders readably rather than base64-encoded.
             s.string_data = s
@@ -372,11 +360,18 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// The port `expose.ingress` routes to: the one it names, else the first.
+    pub fn ingress_port(&self) -> Option<&PortSpec> {
+        let ing = self.spec.expose.as_ref()?.ingress.as_ref()?;
+        let named = ing.port.as_deref().and_then(|n| self.ports.iter().find(|p| p.name == n));
+        named.or(self.ports.first())
+    }
+
     /// True when more than one pod may run.
     pub fn may_run_several(&self) -> bool {
         match &self.spec.autoscaling {
             Some(a) => a.max_replicas > 1,
-            None => self.spec.replicas.unwrap_or(1) > 1,
+            None => self.spec.replicas() > 1,
         }
     }
 }

@@ -42,9 +42,8 @@ fn ingress_rules(input: &Input) -> Vec<NetworkPolicyIngressRule> {
     }
 
     if let Some(expose) = &input.spec.expose {
-        if let Some(ing) = &expose.ingress {
-            let port = ing.port.as_deref().unwrap_or(&input.ports[0].name);
-            let port = input.ports.iter().find(|p| p.name == port).unwrap_or(&input.ports[0]);
+        if expose.ingress.is_some() {
+            let port = input.ingress_port().unwrap_or(&input.ports[0]);
             rules.push(NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     namespace_selector: Some(namespace_selector(&input.world.settings.ingress_namespace)),
@@ -93,8 +92,7 @@ fn egress_rules(input: &Input) -> Vec<NetworkPolicyEgressRule> {
         rules.push(rule);
     }
     for d in input.spec.dependencies.iter().flatten() {
-        if let Some(svc) = &d.service {
-            let ns = d.namespace.as_deref().unwrap_or(input.namespace);
+        if let Some((ns, svc)) = d.target(input.namespace) {
             let port = callee_port(input.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
             rules.push(NetworkPolicyEgressRule {
                 to: Some(vec![service_peer(svc, ns)]),

@@ -38,7 +38,7 @@ pub(super) fn service_account(input: &Input) -> Option<ServiceAccount> {
     }
     Some(ServiceAccount {
         metadata: input.meta(input.name),
-        automount_service_account_token: Some(pod.and_then(|p| p.automount_service_account_token).unwrap_or(false)),
+        automount_service_account_token: Some(input.spec.automount_token()),
         ..Default::default()
     })
 }

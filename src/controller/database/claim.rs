@@ -6,25 +6,23 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 
 use super::{DbState, adopt, claim_kind, note, write_binding};
-use crate::api::databaseclass::ClaimProvisioner;
 use crate::controller::apply::{Cached, ensure_with};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::render::Input;
 use crate::render::database::Reason;
-use crate::render::database::{Connection, DatabaseChildren, connection_secret_name, ready_condition};
+use crate::render::database::{
+    Claim, Connection, DatabaseChildren, connection_secret_name, default_identity, ready_condition,
+};
 
 pub(super) async fn provision(
     ctx: &Context,
     input: &Input<'_>,
     db: &DatabaseChildren,
-    claim: &ClaimProvisioner,
+    Claim { object, provisioner: claim }: &Claim,
 ) -> Result<DbState, Error> {
     let ms = input.ms;
     let mut state = DbState::of(Some(db.class.clone()));
-    let Some(object) = db.claim.clone() else {
-        return Ok(state.at(Reason::InvalidClass, "no claim object".into()));
-    };
     let ar = match claim_kind(ctx, claim).await {
         Ok(ar) => ar,
         Err((true, why)) => return Ok(state.at(Reason::InvalidClass, why)),
@@ -40,7 +38,7 @@ pub(super) async fn provision(
     };
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), input.namespace, &ar);
     let desired: DynamicObject =
-        serde_json::from_value(object).map_err(|source| Error::Serialize { what: "claim", source })?;
+        serde_json::from_value(object.clone()).map_err(|source| Error::Serialize { what: "claim", source })?;
     // One GET serves both the adoption and the apply, unless adopting changed the object.
     let known = match api.get_opt(&desired.name_any()).await.map_err(Error::kube("get claim"))? {
         Some(existing) if adopt(&api, &existing, ms).await? => {
@@ -87,10 +85,9 @@ pub(super) async fn provision(
         port: get("port").unwrap_or_default(),
         username: get("username").unwrap_or_default(),
         password: get("password").unwrap_or_default(),
-        database: get("database").unwrap_or_else(|| input.name.replace('-', "_")),
+        database: get("database").unwrap_or_else(|| default_identity(input.name, db.engine).1),
         uri: get("uri"),
     };
-    let provider = claim.api_version.split('/').next().unwrap_or("claim").to_string();
-    state.credentials_hash = Some(write_binding(ctx, input, db, &provider, &conn, &mut state).await?);
+    state.credentials_hash = Some(write_binding(ctx, input, db, &conn, &mut state).await?);
     Ok(state.at(Reason::Ready, format!("{} {} is ready", claim.kind, live.name_any())))
 }

@@ -16,8 +16,8 @@ use crate::controller::error::Error;
 use crate::render::Input;
 use crate::render::database::Reason;
 use crate::render::database::{
-    self, DatabaseChildren, credentials_secret, credentials_secret_name, embedded_connection, generate_password,
-    object_name, volume_claim_name,
+    DatabaseChildren, credentials_secret, credentials_secret_name, embedded_connection, generate_password, object_name,
+    volume_claim_name,
 };
 
 pub(super) async fn provision(ctx: &Context, input: &Input<'_>, db: &DatabaseChildren) -> Result<DbState, Error> {
@@ -95,7 +95,7 @@ pub(super) async fn provision(ctx: &Context, input: &Input<'_>, db: &DatabaseChi
     }
 
     let binding = match embedded_connection(input, db.engine, &creds) {
-        Some(conn) => write_binding(ctx, input, db, "flotilla", &conn, &mut state).await?,
+        Some(conn) => write_binding(ctx, input, db, &conn, &mut state).await?,
         None => {
             return Ok(state.at(
                 Reason::CredentialsIncomplete,
@@ -141,12 +141,7 @@ async fn expand(
     pvc: &PersistentVolumeClaim,
     input: &Input<'_>,
 ) -> Result<Option<String>, Error> {
-    let want = input
-        .spec
-        .database
-        .as_ref()
-        .and_then(|d| d.storage.clone())
-        .unwrap_or_else(|| database::DEFAULT_STORAGE.into());
+    let want = input.spec.database.clone().unwrap_or_default().storage().to_string();
     let have = pvc
         .spec
         .as_ref()

@@ -6,7 +6,7 @@ mod claim;
 mod embedded;
 mod retention;
 
-pub use retention::{delete, detach, policy, retain};
+pub use retention::{delete, detach, retain};
 
 use std::fmt::Debug;
 
@@ -24,12 +24,12 @@ use super::apply::{Cached, Outcome, cached, controlled_by, ensure};
 use super::context::Context;
 use super::error::Error;
 use crate::api::Microservice;
-use crate::api::databaseclass::{ClaimProvisioner, Provisioner};
+use crate::api::databaseclass::ClaimProvisioner;
 use crate::render::Input;
 pub use crate::render::database::Phase;
 use crate::render::database::{
     ClassProblem, Connection, DatabaseChildren, RETAINED_FROM, Reason, binding_hash, binding_secret,
-    binding_secret_name,
+    binding_secret_name, provider,
 };
 
 /// Where a service's database stands, for its status.
@@ -75,13 +75,9 @@ pub async fn provision(
         Ok(db) => db,
         Err((reason, message)) => return Ok(DbState::of(None).at(*reason, message.clone())),
     };
-    match (db.provisioner, &db.claim_provisioner) {
-        (Provisioner::Embedded, _) => embedded::provision(ctx, input, db).await,
-        (Provisioner::Claim, Some(claim)) => claim::provision(ctx, input, db, claim).await,
-        (Provisioner::Claim, None) => Ok(DbState::of(Some(db.class.clone())).at(
-            Reason::InvalidClass,
-            format!("DatabaseClass {} has provisioner claim but no claim section", db.class),
-        )),
+    match &db.claim {
+        None => embedded::provision(ctx, input, db).await,
+        Some(claim) => claim::provision(ctx, input, db, claim).await,
     }
 }
 
@@ -90,12 +86,11 @@ async fn write_binding(
     ctx: &Context,
     input: &Input<'_>,
     db: &DatabaseChildren,
-    provider: &str,
     conn: &Connection,
     state: &mut DbState,
 ) -> Result<String, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), input.namespace);
-    let desired = binding_secret(input, db.engine, provider, conn);
+    let desired = binding_secret(input, db.engine, &provider(db), conn);
     let hash = binding_hash(&desired);
     let name = binding_secret_name(input.name);
     if let Some(existing) = read(&secrets, &ctx.caches.secrets, &name).await? {

@@ -14,13 +14,13 @@ use serde_json::json;
 use tracing::info;
 
 use crate::api::databaseclass::Provisioner;
-use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
+use crate::api::{DatabaseClass, Microservice};
 use crate::controller::apply::controlled_by;
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::render::database::{
-    self, RETAINED_FROM, binding_secret_name, credentials_secret_name, is_tracking_label, object_name,
-    volume_claim_name,
+    self, RETAINED_FROM, TRACKING_ANNOTATION_PREFIXES, binding_secret_name, credentials_secret_name, is_tracking_label,
+    object_name, volume_claim_name,
 };
 
 /// Keeps the data of `ms`'s database past its deletion: drops owner references and GitOps
@@ -136,7 +136,7 @@ where
     let mut annotations: serde_json::Map<String, serde_json::Value> = obj
         .annotations()
         .keys()
-        .filter(|k| k.starts_with("argocd.argoproj.io/") || k.starts_with("kustomize.toolkit.fluxcd.io/"))
+        .filter(|k| TRACKING_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p)))
         .map(|k| (k.clone(), serde_json::Value::Null))
         .collect();
     annotations.insert(RETAINED_FROM.into(), json!(format!("{}/{}", ms.ns(), ms.name_any())));
@@ -164,10 +164,4 @@ fn ignore_missing(r: Result<(), kube::Error>, name: &str) -> Result<(), Error> {
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(Error::kube(format!("delete {name}"))(e)),
     }
-}
-
-/// The policy that applies when `ms` goes: its spec's, Retain by default and when the
-/// database section was removed.
-pub fn policy(ms: &Microservice) -> DeletionPolicy {
-    ms.spec.database.as_ref().and_then(|d| d.deletion_policy).unwrap_or_default()
 }

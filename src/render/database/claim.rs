@@ -31,7 +31,7 @@ fn vars<'a>(input: &'a Input, name: &'a str, storage: &'a str) -> [(&'static str
 /// The claim object, validated: `${name}` is the claim's own name `<service>-db`.
 pub fn claim_object(input: &Input, c: &ClaimProvisioner, db: &DatabaseSpec) -> Result<Value, String> {
     let name = object_name(input.name);
-    let storage = db.storage.clone().unwrap_or_else(|| super::DEFAULT_STORAGE.into());
+    let storage = db.storage().to_string();
     let spec = substitute(&c.spec, &vars(input, &name, &storage));
     if !spec.is_object() {
         return Err("claim.spec must be an object".into());

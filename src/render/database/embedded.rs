@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{DATABASE_LABEL, DEFAULT_STORAGE, credentials_secret_name, object_name};
+use super::{DATABASE_LABEL, credentials_secret_name, object_name};
 use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, NAME_LABEL, SELECTOR_LABEL};
 use crate::api::databaseclass::{EmbeddedProvisioner, Engine};
 use crate::api::defaults::{with_ephemeral_storage, within_ephemeral_limit};
@@ -217,11 +217,11 @@ pub(super) fn stateful_set(input: &Input, engine: Engine, e: &EmbeddedProvisione
         volumes.push(empty_dir(&name, DATABASE_RUN_SIZE_LIMIT));
         mounts.push(VolumeMount { name, mount_path: (*dir).into(), ..Default::default() });
     }
-    let policy = match db.deletion_policy.unwrap_or_default() {
+    let policy = match db.deletion_policy() {
         DeletionPolicy::Retain => "Retain",
         DeletionPolicy::Delete => "Delete",
     };
-    let storage = db.storage.clone().unwrap_or_else(|| DEFAULT_STORAGE.into());
+    let storage = db.storage().to_string();
     let port = engine.port();
     StatefulSet {
         metadata: input.meta(&object_name(input.name)),
