@@ -38,6 +38,7 @@ test-cluster:
 	exit $$rc
 
 cluster-tests:
+	@tests/gitops/build.sh all >/dev/null
 	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test $(addprefix --test ,$(CLUSTER_TESTS))
 
 ## Regenerate the committed CRDs and golden files; review the diff before committing.
@@ -66,9 +67,14 @@ repeat:
 	@RUNS=$(RUNS) LOAD=$(LOAD) scripts/repeat.sh
 
 ## Run Flotilla on the local cluster with the shop example; demo-down stops it all.
-.PHONY: demo demo-down
+.PHONY: demo demo-gitops demo-down
 demo:
 	@scripts/demo.sh up
+
+## The same shop delivered by Argo CD (built from its Go module on first use) from a local Git
+## repository: it prints how to push a change and watch it roll out.
+demo-gitops:
+	@scripts/demo.sh gitops
 
 demo-down:
 	@scripts/demo.sh down

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the local cluster, the CRDs and RBAC, the operator (running as its own
 # ServiceAccount, with exactly config/rbac), and the shop from examples/shop, until every
-# Microservice is Ready.   make demo-down: stop the operator and the cluster.
+# Microservice is Ready.   make demo-gitops: the same shop delivered by a real Argo CD from a
+# Git repository on 127.0.0.1.   make demo-down: stop everything.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEMO_DIR="$ROOT/target/demo"
@@ -39,8 +40,26 @@ all_ready() {
   ! grep -qvE '^([0-9]+)/\1/True$' <<<"$lines"
 }
 
-case "${1:-up}" in
-up)
+# start_bg NAME COMMAND...: run COMMAND in the background, its pid in $DEMO_DIR/NAME.pid and its
+# output in $DEMO_DIR/NAME.log, unless it already runs.
+start_bg() {
+  local name="$1"; shift
+  if [ -f "$DEMO_DIR/$name.pid" ] && kill -0 "$(cat "$DEMO_DIR/$name.pid")" 2>/dev/null; then
+    echo "$name already running (pid $(cat "$DEMO_DIR/$name.pid"))"; return
+  fi
+  nohup "$@" > "$DEMO_DIR/$name.log" 2>&1 &
+  echo $! > "$DEMO_DIR/$name.pid"
+  echo "$name: pid $!, log $DEMO_DIR/$name.log"
+}
+
+# app_synced_healthy: the Argo CD Application shop is Synced and Healthy.
+app_synced_healthy() {
+  [ "$("$KUBECTL" -n argocd get application shop -o jsonpath='{.status.sync.status}/{.status.health.status}' 2>/dev/null)" = Synced/Healthy ]
+}
+
+MODE="${1:-up}"
+case "$MODE" in
+up|gitops)
   say "local cluster"
   make -C "$ROOT" --no-print-directory cluster-up
   say "building flotilla"
@@ -71,8 +90,78 @@ up)
     echo "pid $(cat "$DEMO_DIR/operator.pid"), log $DEMO_DIR/operator.log"
   fi
 
-  say "the shop (examples/shop)"
-  "$KUBECTL" apply -k "$ROOT/examples/shop"
+  if [ "$MODE" = gitops ]; then
+    say "Argo CD (built from its Go module on first use: several minutes), Redis, a Git server"
+    ARGOCD="$("$ROOT/tests/gitops/build.sh" argocd)"
+    GITHTTP="$("$ROOT/tests/githttp/build.sh")"
+    REDIS="$("$ROOT/tests/gitops/redis.sh")"
+    "$KUBECTL" apply --server-side -f "$ARGOCD/crds/argocd/application-crd.yaml" -f "$ARGOCD/crds/argocd/appproject-crd.yaml"
+    until_true 60 "the Argo CD CRDs to be Established" crds_established applications.argoproj.io appprojects.argoproj.io
+    "$KUBECTL" create namespace argocd --dry-run=client -o yaml | "$KUBECTL" apply -f -
+    "$KUBECTL" -n argocd apply -f - <<'YAML'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: argocd-cm, labels: {app.kubernetes.io/part-of: argocd}}
+data: {timeout.reconciliation: 30s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: argocd-secret, labels: {app.kubernetes.io/part-of: argocd}}
+stringData: {server.secretkey: flotilla-demo-not-a-secret}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: default}
+spec:
+  sourceRepos: ['*']
+  destinations: [{server: '*', namespace: '*'}]
+  clusterResourceWhitelist: [{group: '*', kind: '*'}]
+YAML
+    # The health check, installed as config/argocd/README.md says.
+    "$KUBECTL" -n argocd patch configmap argocd-cm --type merge --patch-file "$ROOT/config/argocd/argocd-cm-patch.yaml"
+    mkdir -p "$DEMO_DIR/repo-server-tmp" "$DEMO_DIR/git"
+    start_bg redis "$REDIS" --bind 127.0.0.1 --port 16379 --save '' --appendonly no --dir "$DEMO_DIR"
+    PATH="$ARGOCD/bin:$PATH" TMPDIR="$DEMO_DIR/repo-server-tmp" ARGOCD_GPG_ENABLED=false \
+      ARGOCD_ASK_PASS_SOCK="$DEMO_DIR/askpass.sock" ARGOCD_BINARY_NAME=argocd-repo-server \
+      start_bg argocd-repo-server "$ARGOCD/bin/argocd" --address 127.0.0.1 --port 18081 \
+      --metrics-address 127.0.0.1 --metrics-port 18084 --redis 127.0.0.1:16379
+    PATH="$ARGOCD/bin:$PATH" ARGOCD_FAKE_IN_CLUSTER=true ARGOCD_BINARY_NAME=argocd-application-controller \
+      start_bg argocd-application-controller "$ARGOCD/bin/argocd" --namespace argocd \
+      --redis 127.0.0.1:16379 --repo-server 127.0.0.1:18081 --metrics-port 18082 --persist-resource-health
+    start_bg githttp "$GITHTTP" -root "$DEMO_DIR/git" -addr 127.0.0.1:18090
+
+    say "the shop in Git (target/demo/shop), delivered by Argo CD"
+    if [ ! -d "$DEMO_DIR/git/shop.git" ]; then
+      git init -q --bare -b main "$DEMO_DIR/git/shop.git"
+      git -C "$DEMO_DIR/git/shop.git" config http.receivepack true
+      rm -rf "$DEMO_DIR/shop" && mkdir -p "$DEMO_DIR/shop"
+      # The plain manifests: Argo CD would build kustomization.yaml with a kustomize binary.
+      find "$ROOT/examples/shop" -name '*.yaml' ! -name kustomization.yaml -exec cp {} "$DEMO_DIR/shop/" \;
+      git -C "$DEMO_DIR/shop" init -q -b main
+      git -C "$DEMO_DIR/shop" config user.name "flotilla demo"
+      git -C "$DEMO_DIR/shop" config user.email demo@flotilla.dev
+      git -C "$DEMO_DIR/shop" add -A
+      git -C "$DEMO_DIR/shop" commit -q -m "the shop"
+      git -C "$DEMO_DIR/shop" remote add origin http://127.0.0.1:18090/shop.git
+    fi
+    until_true 30 "the Git server" git -C "$DEMO_DIR/shop" push -q origin main
+    "$KUBECTL" -n argocd apply -f - <<'YAML'
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: shop}
+spec:
+  project: default
+  source: {repoURL: 'http://127.0.0.1:18090/shop.git', targetRevision: main, path: .}
+  destination: {server: 'https://kubernetes.default.svc', namespace: shop}
+  syncPolicy: {automated: {prune: true, selfHeal: true}}
+YAML
+    start=$(date +%s)
+    until_true 300 "the Application shop to be Synced and Healthy (logs: $DEMO_DIR/argocd-*.log)" app_synced_healthy
+    echo "Application shop Synced and Healthy in $(( $(date +%s) - start ))s"
+  else
+    say "the shop (examples/shop)"
+    "$KUBECTL" apply -k "$ROOT/examples/shop"
+  fi
   start=$(date +%s)
   until_true 300 "every Microservice in namespace shop to be Ready" all_ready shop
   echo "every Microservice Ready in $(( $(date +%s) - start ))s"
@@ -90,14 +179,28 @@ Poke at it:
   curl -s 127.0.0.1:18080/metrics | grep flotilla_
   make demo-down                               # stop the operator and the cluster
 TXT
+  if [ "$MODE" = gitops ]; then
+    cat <<TXT
+
+Delivered by Argo CD from Git: push a change and watch it roll out
+  cd target/demo/shop && sed -i 's/catalog:1.9.4/catalog:1.9.5/' catalog.yaml \\
+    && git commit -qam 'catalog 1.9.5' && git push -q origin main && cd -
+  kubectl -n argocd annotate application shop argocd.argoproj.io/refresh=normal --overwrite
+                                               # or wait for Argo CD's next poll (30 s)
+  kubectl -n argocd get application shop -w    # OutOfSync, Synced/Progressing, Synced/Healthy
+TXT
+  fi
   ;;
 down)
-  if [ -f "$DEMO_DIR/operator.pid" ]; then
-    kill "$(cat "$DEMO_DIR/operator.pid")" 2>/dev/null || true
-    rm -f "$DEMO_DIR/operator.pid"
-    echo "operator stopped"
-  fi
+  for name in argocd-application-controller argocd-repo-server redis githttp operator; do
+    if [ -f "$DEMO_DIR/$name.pid" ]; then
+      kill "$(cat "$DEMO_DIR/$name.pid")" 2>/dev/null || true
+      rm -f "$DEMO_DIR/$name.pid"
+      echo "$name stopped"
+    fi
+  done
+  rm -rf "$DEMO_DIR/git" "$DEMO_DIR/shop"
   make -C "$ROOT" --no-print-directory cluster-down
   ;;
-*) echo "usage: $0 [up|down]" >&2; exit 2 ;;
+*) echo "usage: $0 [up|gitops|down]" >&2; exit 2 ;;
 esac

@@ -54,6 +54,9 @@ struct HealthStatus {
     status: String,
     #[serde(default)]
     message: String,
+    /// What Argo CD shows for an object being deleted, instead of its own "Pending deletion".
+    #[serde(default, rename = "deletionMessage")]
+    deletion_message: String,
 }
 
 fn cases() -> Vec<Case> {
@@ -134,11 +137,16 @@ fn run(script: &str, obj: &serde_json::Value) -> Result<HealthStatus, String> {
     };
     let status: Option<String> = hs.get("status").map_err(|e| format!("hs.status: {e}"))?;
     let message: Option<String> = hs.get("message").map_err(|e| format!("hs.message: {e}"))?;
+    let deletion_message: Option<String> = hs.get("deletionMessage").map_err(|e| format!("hs.deletionMessage: {e}"))?;
     let status = status.ok_or("hs.status is not set")?;
     if !VALID_STATUSES.contains(&status.as_str()) {
         return Err(format!("hs.status {status:?} is not a health status Argo CD knows"));
     }
-    Ok(HealthStatus { status, message: message.unwrap_or_default() })
+    Ok(HealthStatus {
+        status,
+        message: message.unwrap_or_default(),
+        deletion_message: deletion_message.unwrap_or_default(),
+    })
 }
 
 /// Runs one case of health_test.yaml and compares the result with its expectation.
@@ -234,7 +242,9 @@ fn the_three_copies_of_the_script_are_identical() {
     assert_eq!(cm["apiVersion"], "v1");
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["metadata"]["name"], "argocd-cm");
-    assert_eq!(cm["metadata"]["namespace"], "argocd");
+    // No namespace: `kubectl -n <ns> patch` and a kustomize Component apply it to an Argo CD
+    // installed in any namespace.
+    assert!(cm["metadata"].get("namespace").is_none(), "argocd-cm-patch.yaml names a namespace");
     let data = cm["data"].as_object().expect("argocd-cm-patch.yaml has data");
     assert_eq!(data.len(), 1, "the patch adds exactly one key to argocd-cm: {:?}", data.keys());
     let embedded = data["resource.customizations.health.flotilla.dev_Microservice"]

@@ -4,8 +4,9 @@
 -- status.observedGeneration, then the conditions Stalled, Ready and Reconciling. A condition whose
 -- observedGeneration is older than metadata.generation describes an older spec and is ignored.
 --
--- Argo CD runs health scripts without Lua's standard libraries (no string.*, os.*, io.*) unless
--- useOpenLibs is set, and gives each run 1 s. This script uses only base functions.
+-- Argo CD runs health scripts in Lua 5.1 (gopher-lua) without Lua's standard libraries (no
+-- string.*, os.*, io.*) unless useOpenLibs is set, and gives each run 1 s. This script uses only
+-- base functions and Lua 5.1 syntax (no <const>, //, & or goto).
 -- The same script is in health.lua, in resource_customizations/ and in argocd-cm-patch.yaml;
 -- tests/argocd_health.rs checks that the copies are identical.
 
@@ -54,8 +55,32 @@ local function messageOf(conditionType, fallback)
 end
 
 if metadata.deletionTimestamp ~= nil then
+  -- Being deleted: say what holds it. The operator's own finalizer keeps the object until its
+  -- database's data is kept or deleted as the policy says.
+  local ours = false
+  local others = ""
+  if type(metadata.finalizers) == "table" then
+    for _, f in ipairs(metadata.finalizers) do
+      if f == "flotilla.dev/database-retention" then
+        ours = true
+      elseif others == "" then
+        others = tostring(f)
+      else
+        others = others .. ", " .. tostring(f)
+      end
+    end
+  end
   hs.status = "Progressing"
   hs.message = "Microservice is being deleted"
+  if ours then
+    hs.message = hs.message .. ": the operator keeps or deletes its database's data, as spec.database.deletionPolicy says"
+  end
+  if others ~= "" then
+    hs.message = hs.message .. "; waiting for finalizers: " .. others
+  end
+  -- Argo CD shows its own "Pending deletion; blocked by finalizers: ..." for an object being
+  -- deleted unless the check sets deletionMessage.
+  hs.deletionMessage = hs.message
 elseif status == nil then
   hs.status = "Progressing"
   hs.message = "waiting for the operator to report status"

@@ -483,9 +483,12 @@ pub struct PodIdentity {
     pub fs_group: Option<i64>,
 }
 
-/// Observed state of a Microservice.
+/// Observed state of a Microservice. Until the operator first writes it, the API server shows
+/// `{observedGeneration: 0}`, the schema's default: kstatus then reads a new Microservice as
+/// InProgress, not Current, so a "deploy and wait" waits for the operator.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct MicroserviceStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::context::Caches;
 use super::guard;
-use crate::api::contract::{MANAGED_BY_LABEL, MANAGER};
+use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, SELECTOR_LABEL};
 use crate::api::{DatabaseClass, Microservice};
 use crate::render::{World, database};
 
@@ -118,8 +118,13 @@ pub fn build(
         .owns_stream(network_policy_events)
         .owns_stream(pdb_events)
         .owns_stream(ingress_events)
-        .owns_stream(stateful_set_events)
-        .owns_stream(secret_events);
+        .owns_stream(stateful_set_events);
+    // The database's Secrets carry no owner reference (see render::Input::data_meta): a change
+    // reaches the service they are labelled for.
+    let controller = controller.watches_stream(secret_events, |secret: Secret| {
+        let service = secret.labels().get(SELECTOR_LABEL)?.clone();
+        Some(ObjectRef::new(&service).within(secret.namespace()?.as_str()))
+    });
     let store = controller.store();
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls

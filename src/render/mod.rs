@@ -360,6 +360,16 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// Metadata of an object that holds a database's data or the means to reach it (the
+    /// credentials and binding Secrets, a claim object): labelled as a child, but with no owner
+    /// reference, so that the garbage collector never deletes it. A foreground deletion (Argo
+    /// CD's prune, `kubectl delete --cascade=foreground`) deletes the owned objects before any
+    /// finalizer has run; these are kept or deleted by the database finalizer alone, as
+    /// `deletionPolicy` says.
+    pub fn data_meta(&self, name: &str) -> ObjectMeta {
+        ObjectMeta { owner_references: None, ..self.meta(name) }
+    }
+
     /// The port `expose.ingress` routes to: the one it names, else the first.
     pub fn ingress_port(&self) -> Option<&PortSpec> {
         let ing = self.spec.expose.as_ref()?.ingress.as_ref()?;

@@ -120,6 +120,7 @@ where
 {
     let Some(obj) = api.get_opt(name).await.map_err(Error::kube(format!("get {name}")))? else { return Ok(()) };
     let uid = ms.uid();
+    // Its own data objects carry no owner reference; the volume claim is the StatefulSet's.
     let ours =
         controlled_by(&obj, ms) || obj.labels().get(crate::api::contract::SELECTOR_LABEL) == ms.meta().name.as_ref();
     if !ours {
@@ -152,10 +153,20 @@ where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
     let Some(obj) = api.get_opt(name).await.map_err(Error::kube(format!("get {name}")))? else { return Ok(()) };
-    if !controlled_by(&obj, ms) {
+    if !belongs_to(&obj, ms) {
         return Ok(());
     }
     ignore_missing(api.delete(name, &DeleteParams::background()).await.map(|_| ()), name)
+}
+
+/// `obj` is this Microservice's: controlled by it, or (the data objects, which carry no owner
+/// reference) made by Flotilla for a service of its name and controlled by nothing else.
+fn belongs_to<K: Resource>(obj: &K, ms: &Microservice) -> bool {
+    use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, SELECTOR_LABEL};
+    controlled_by(obj, ms)
+        || (obj.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGER)
+            && obj.labels().get(SELECTOR_LABEL) == ms.meta().name.as_ref()
+            && !obj.owner_references().iter().any(|o| o.controller == Some(true)))
 }
 
 fn ignore_missing(r: Result<(), kube::Error>, name: &str) -> Result<(), Error> {

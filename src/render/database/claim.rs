@@ -47,7 +47,7 @@ pub fn claim_object(input: &Input, c: &ClaimProvisioner, db: &DatabaseSpec) -> R
     if c.kind.is_empty() || !c.kind.starts_with(|ch: char| ch.is_ascii_uppercase()) {
         return Err(format!("claim.kind {:?} must be a Kind such as Cluster", c.kind));
     }
-    let meta = serde_json::to_value(input.meta(&name)).map_err(|e| e.to_string())?;
+    let meta = serde_json::to_value(input.data_meta(&name)).map_err(|e| e.to_string())?;
     Ok(serde_json::json!({
         "apiVersion": c.api_version,
         "kind": c.kind,

@@ -273,7 +273,7 @@ pub fn binding_secret(input: &Input, engine: Engine, provider: &str, conn: &Conn
     .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
     .collect();
     Secret {
-        metadata: input.meta(&binding_secret_name(input.name)),
+        metadata: input.data_meta(&binding_secret_name(input.name)),
         type_: Some(format!("servicebinding.io/{}", engine.binding_type())),
         data: Some(data),
         ..Default::default()
@@ -358,7 +358,7 @@ pub fn objects(input: &Input, class: &DatabaseClass) -> Result<DatabaseChildren,
 pub fn credentials_secret(input: &Input, engine: Engine, password: &str) -> Secret {
     let (username, database) = default_identity(input.name, engine);
     Secret {
-        metadata: input.meta(&credentials_secret_name(input.name)),
+        metadata: input.data_meta(&credentials_secret_name(input.name)),
         type_: Some("Opaque".into()),
         data: Some(
             [("username", username), ("password", password.to_string()), ("database", database)]
