@@ -1,7 +1,8 @@
 //! The Argo CD health check for `flotilla.dev/Microservice` (config/argocd), run the way Argo CD
 //! runs it: the object as the global `obj`, no Lua standard libraries beyond the base functions
 //! and `table`, a 1 s budget, and the result compared with Argo CD's own test file
-//! (`resource_customizations/flotilla.dev/Microservice/health_test.yaml`).
+//! (`resource_customizations/flotilla.dev/Microservice/health_test.yaml`), then again in Argo CD's
+//! own engine (gopher-lua, Lua 5.1), built from its Go module.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -321,4 +322,52 @@ fn a_minimal_object_does_not_break_the_script() {
         let got = run(&script, &obj).unwrap_or_else(|e| panic!("{obj}: {e}"));
         assert!(!got.message.is_empty(), "{obj}: {got:?}");
     }
+}
+
+/// Every case of health_test.yaml, run in Argo CD's own engine (util/lua: gopher-lua, Lua 5.1,
+/// the application-controller's sandbox), built from Argo CD's Go module by
+/// tests/gitops/healthcheck.sh: the Lua 5.4 run above cannot catch 5.4-only syntax.
+#[test]
+fn every_case_gives_the_expected_health_in_argo_cds_own_lua_engine() {
+    let bin = healthcheck();
+    let tests = customization_dir().join("health_test.yaml");
+    let results = run_in_argo_cd(&bin, &argocd_dir().join("health.lua"), &tests);
+    let cases = cases();
+    assert_eq!(results.len(), cases.len(), "one result per case");
+    for (case, got) in cases.iter().zip(results) {
+        assert_eq!(got["inputPath"], case.input_path.as_str());
+        assert!(got.get("error").is_none(), "{}: {}", case.input_path, got["error"]);
+        let field = |k: &str| got.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let got = HealthStatus {
+            status: field("status"),
+            message: field("message"),
+            deletion_message: field("deletionMessage"),
+        };
+        assert_eq!(got, case.health_status, "{} in Argo CD's engine", case.input_path);
+    }
+
+    // The engine is Lua 5.1: what Lua 5.4 accepts and it does not is refused there.
+    let dir = std::env::temp_dir().join(format!("flotilla-lua51-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let lua54 = dir.join("health.lua");
+    fs::write(&lua54, format!("local limit <const> = 2\n{}", script())).unwrap();
+    let refused = run_in_argo_cd(&bin, &lua54, &tests);
+    assert!(
+        refused.iter().all(|r| r.get("error").is_some()),
+        "a Lua 5.4 `<const>` ran in Argo CD's engine: {refused:?}"
+    );
+    fs::remove_dir_all(&dir).ok();
+}
+
+fn healthcheck() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gitops/healthcheck.sh");
+    let out = std::process::Command::new("bash").arg(&script).output().expect("run tests/gitops/healthcheck.sh");
+    assert!(out.status.success(), "tests/gitops/healthcheck.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn run_in_argo_cd(bin: &Path, script: &Path, tests: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(bin).arg(script).arg(tests).output().expect("run healthcheck");
+    assert!(out.status.success(), "healthcheck failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
 }
