@@ -66,17 +66,21 @@ pub const CIDR_NETWORK: &str = "must name a network: no bits set after the prefi
 
 /// `spec.disruption`.
 pub const DISRUPTION_ONE: &str = "set at most one of minAvailable and maxUnavailable";
-/// `spec.pod.labels`: the CEL rule, from [`contract::is_reserved_label`]'s constants.
+/// The reserved label keys outside [`RESERVED_LABEL_PREFIX`], as `contract::is_reserved_label`
+/// reads them.
+fn reserved_outside_prefix() -> impl Iterator<Item = &'static str> {
+    RESERVED_LABELS.into_iter().filter(|l| !l.starts_with(RESERVED_LABEL_PREFIX))
+}
+
+/// `spec.pod.labels`: the CEL rule.
 pub fn reserved_labels_rule() -> String {
-    let exact = RESERVED_LABELS.iter().filter(|l| !l.starts_with(RESERVED_LABEL_PREFIX));
-    let exact: Vec<String> = exact.map(|l| format!(" && k != '{l}'")).collect();
-    format!("self.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}'){})", exact.concat())
+    let exact: String = reserved_outside_prefix().map(|l| format!(" && k != '{l}'")).collect();
+    format!("self.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}'){exact})")
 }
 
 /// `spec.pod.labels`: what the rule says.
 pub fn reserved_labels() -> String {
-    let exact = RESERVED_LABELS.iter().filter(|l| !l.starts_with(RESERVED_LABEL_PREFIX));
-    let exact: Vec<&str> = exact.copied().collect();
+    let exact: Vec<&str> = reserved_outside_prefix().collect();
     format!("{RESERVED_LABEL_PREFIX} keys, {} are set by Flotilla itself", exact.join(" and "))
 }
 

@@ -232,7 +232,12 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
     if let Some(db) = &seen.database {
         conditions.push(cond(DATABASE_READY, Some(db.ready()), db.reason.as_str(), db.message.clone()));
     } else if ms.spec.database.is_some() && seen.blocked.is_none() && !seen.paused {
-        conditions.push(cond(DATABASE_READY, None, "Pending", "the database has not been looked at yet".into()));
+        conditions.push(cond(
+            DATABASE_READY,
+            None,
+            crate::render::database::Reason::Pending.as_str(),
+            "the database has not been looked at yet".into(),
+        ));
     }
     // A condition whose status did not change keeps the time it last changed.
     for c in &mut conditions {

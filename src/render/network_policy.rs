@@ -42,8 +42,7 @@ fn ingress_rules(input: &Input) -> Vec<NetworkPolicyIngressRule> {
     }
 
     if let Some(expose) = &input.spec.expose {
-        if expose.ingress.is_some() {
-            let port = input.ingress_port().unwrap_or(&input.ports[0]);
+        if let Some(port) = input.ingress_port() {
             rules.push(NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     namespace_selector: Some(namespace_selector(&input.world.settings.ingress_namespace)),
