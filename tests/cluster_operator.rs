@@ -75,7 +75,7 @@ async fn create_update_drift_and_delete() {
 
     // Every child exists with the rendered content.
     let ms = s.api.get("web").await.unwrap();
-    let world = World { microservices: vec![Arc::new(ms.clone())], ..World::default() };
+    let world = World { microservices: vec![Arc::new(ms.clone())].into(), ..World::default() };
     let children = render(&ms, &world).expect("renders");
     let client = &s.client;
     for desired in children.to_values().unwrap() {

@@ -16,7 +16,7 @@ fn render(spec: &str) -> Vec<Value> {
     let ms: Microservice = serde_yaml_ng::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let class: DatabaseClass = serde_yaml_ng::from_str(CLASS).unwrap();
     let world = World {
-        microservices: vec![Arc::new(ms.clone())],
+        microservices: vec![Arc::new(ms.clone())].into(),
         database_classes: vec![Arc::new(class)],
         ..World::default()
     };

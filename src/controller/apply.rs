@@ -6,11 +6,11 @@ use std::hash::Hash;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::cache::Cache;
 use super::context::Context;
 use super::error::Error;
 use crate::api::Microservice;
@@ -32,7 +32,7 @@ pub enum Outcome {
 
 /// Makes the live child match `desired`, writing only when it does not yet: when the live object
 /// lacks a desired value, or when the desired state changed since the last apply.
-pub async fn ensure<K>(api: &Api<K>, cache: &Store<K>, owner: &Microservice, desired: K) -> Result<(K, Outcome), Error>
+pub async fn ensure<K>(api: &Api<K>, cache: &Cache<K>, owner: &Microservice, desired: K) -> Result<(K, Outcome), Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -43,24 +43,16 @@ where
 }
 
 /// The watch cache's copy of child `name`, once the cache has synced.
-pub fn cached<K>(cache: Option<&Store<K>>, api: &Api<K>, name: &str) -> Cached<K>
+pub fn cached<K>(cache: Option<&Cache<K>>, api: &Api<K>, name: &str) -> Cached<K>
 where
-    K: Resource + Clone,
-    K::DynamicType: Default + Eq + Hash + Clone,
+    K: Resource + Serialize + DeserializeOwned,
 {
-    use futures::FutureExt;
-    let Some(cache) = cache else { return Cached::Unknown };
-    // Nothing else waits on these caches, so a single poll of their readiness steals no wake-up.
-    if !matches!(cache.wait_until_ready().now_or_never(), Some(Ok(()))) {
-        return Cached::Unknown;
-    }
-    let mut key = ObjectRef::new(name);
-    if let Some(ns) = api.namespace() {
-        key = key.within(ns);
-    }
-    match cache.get(&key) {
-        Some(obj) => Cached::Found(obj.as_ref().clone()),
-        None => Cached::Absent,
+    match cache {
+        Some(cache) if cache.is_ready() => match cache.get(api.namespace(), name) {
+            Some(obj) => Cached::Found(obj),
+            None => Cached::Absent,
+        },
+        _ => Cached::Unknown,
     }
 }
 
@@ -125,7 +117,7 @@ where
 /// written.
 pub async fn apply_child<K>(
     ctx: &Context,
-    cache: &Store<K>,
+    cache: &Cache<K>,
     owner: &Microservice,
     desired: K,
     changed: &mut Vec<String>,
@@ -143,9 +135,9 @@ where
 }
 
 /// Deletes the child of `owner` of kind `K` (named as the service) when Flotilla made it.
-pub async fn prune_child<K>(ctx: &Context, cache: &Store<K>, owner: &Microservice) -> Result<bool, Error>
+pub async fn prune_child<K>(ctx: &Context, cache: &Cache<K>, owner: &Microservice) -> Result<bool, Error>
 where
-    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), owner.ns());
@@ -154,9 +146,9 @@ where
 
 /// Deletes the child `name` when it exists and this Microservice controls it. Returns whether
 /// something was deleted. Never deletes what belongs to anything else.
-pub async fn prune<K>(api: &Api<K>, cache: &Store<K>, owner: &Microservice, name: &str) -> Result<bool, Error>
+pub async fn prune<K>(api: &Api<K>, cache: &Cache<K>, owner: &Microservice, name: &str) -> Result<bool, Error>
 where
-    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
@@ -277,7 +269,7 @@ mod tests {
         use http::Method;
         use k8s_openapi::api::core::v1::Service;
         use kube::api::Api;
-        use kube::runtime::reflector::store;
+        use crate::controller::cache::Cache;
         use serde_json::json;
 
         use super::super::{Cached, ensure_with, prune};
@@ -317,7 +309,7 @@ mod tests {
             assert!(matches!(result, Err(Error::ChildConflict { .. })), "{result:?}");
             assert_eq!(verbs(&api), vec![Method::GET], "read, never written");
             // Pruning (the spec no longer asks for it) leaves it too.
-            assert!(!prune(&services, &store().0, &ms, "api").await.expect("pruned"));
+            assert!(!prune(&services, &Cache::default(), &ms, "api").await.expect("pruned"));
             assert_eq!(verbs(&api), vec![Method::GET]);
             assert_eq!(api.get(PATH).expect("still there")["metadata"]["labels"], foreign["metadata"]["labels"]);
         }
@@ -344,7 +336,7 @@ mod tests {
             assert_eq!(outcome, super::super::Outcome::Unchanged);
             assert_eq!(verbs(&api), Vec::<Method>::new());
 
-            assert!(prune(&services, &store().0, &ms, "api").await.expect("pruned"));
+            assert!(prune(&services, &Cache::default(), &ms, "api").await.expect("pruned"));
             assert_eq!(verbs(&api), vec![Method::GET, Method::DELETE]);
             assert!(api.get(PATH).is_none());
         }

@@ -13,25 +13,27 @@ use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::cache::Cache;
 use rand::Rng;
 
 use crate::api::{DatabaseClass, Microservice};
 use crate::metrics::Metrics;
-use crate::render::Settings;
+use crate::render::{Fleet, Settings};
 
 /// Watch caches of the children Flotilla made (those labelled managed-by flotilla), filled by the
 /// same watches that trigger reconciles: reading a child from here costs no request.
 #[derive(Clone)]
 pub struct Caches {
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub hpas: Store<HorizontalPodAutoscaler>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub pdbs: Store<PodDisruptionBudget>,
-    pub ingresses: Store<Ingress>,
-    pub stateful_sets: Store<StatefulSet>,
-    pub secrets: Store<Secret>,
+    pub deployments: Cache<Deployment>,
+    pub services: Cache<Service>,
+    pub service_accounts: Cache<ServiceAccount>,
+    pub hpas: Cache<HorizontalPodAutoscaler>,
+    pub network_policies: Cache<NetworkPolicy>,
+    pub pdbs: Cache<PodDisruptionBudget>,
+    pub ingresses: Cache<Ingress>,
+    pub stateful_sets: Cache<StatefulSet>,
+    pub secrets: Cache<Secret>,
 }
 
 pub struct Context {
@@ -39,8 +41,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
-    /// Every Microservice the operator watches: the world that rendering sees.
-    pub store: Store<Microservice>,
+    /// Every Microservice the operator watches, kept from its watch: the world rendering sees.
+    pub fleet: Fleet,
     /// Every DatabaseClass, as far as it can be read.
     pub classes: Store<DeserializeGuard<DatabaseClass>>,
     pub caches: Caches,
@@ -54,11 +56,11 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         settings: Settings,
-        store: Store<Microservice>,
+        fleet: Fleet,
         classes: Store<DeserializeGuard<DatabaseClass>>,
         caches: Caches,
     ) -> Self {
-        Self { client, recorder, metrics, settings, store, classes, caches, failures: Mutex::default() }
+        Self { client, recorder, metrics, settings, fleet, classes, caches, failures: Mutex::default() }
     }
 
     /// 1 s, 2 s, 4 s ... up to 5 minutes, each ±20 % so retries of many objects spread out.
@@ -86,15 +88,15 @@ impl Context {
         use kube::runtime::events::Reporter;
         use kube::runtime::reflector::store;
         let caches = Caches {
-            deployments: store().0,
-            services: store().0,
-            service_accounts: store().0,
-            hpas: store().0,
-            network_policies: store().0,
-            pdbs: store().0,
-            ingresses: store().0,
-            stateful_sets: store().0,
-            secrets: store().0,
+            deployments: Cache::default(),
+            services: Cache::default(),
+            service_accounts: Cache::default(),
+            hpas: Cache::default(),
+            network_policies: Cache::default(),
+            pdbs: Cache::default(),
+            ingresses: Cache::default(),
+            stateful_sets: Cache::default(),
+            secrets: Cache::default(),
         };
         let reporter = Reporter { controller: crate::api::contract::MANAGER.into(), instance: None };
         let settings = crate::render::Settings::default();
@@ -103,7 +105,7 @@ impl Context {
             Recorder::new(client, reporter),
             Arc::default(),
             settings,
-            store().0,
+            Fleet::default(),
             store().0,
             caches,
         )

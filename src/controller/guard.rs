@@ -164,6 +164,9 @@ impl Resource for Read {
     }
 }
 
+/// What kubectl's client-side apply keeps on an object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Turns a watch event into one about Microservices, with stand-ins for unreadable objects.
 pub fn readable(event: Event<Read>, last: &Store<Microservice>) -> Option<Event<Microservice>> {
     let known = |read: Read| match read.0 {
@@ -171,7 +174,12 @@ pub fn readable(event: Event<Read>, last: &Store<Microservice>) -> Option<Event<
         Ok(mut ms) => {
             if let Some(annotations) = ms.metadata.annotations.as_mut() {
                 annotations.remove(UNREADABLE);
+                // What kubectl's client-side apply keeps: a second copy of the spec, unused here.
+                annotations.remove(LAST_APPLIED);
             }
+            // Nothing reads a Microservice's field owners; they are a large share of the object,
+            // and the store holds every Microservice.
+            ms.metadata.managed_fields = None;
             Some(ms)
         }
         Err(u) => {

@@ -1,6 +1,7 @@
 //! The operator: watches Microservices and their children and keeps them converged.
 
 mod apply;
+mod cache;
 mod context;
 mod database;
 mod error;
@@ -130,14 +131,14 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         lost = Some(e.keep());
     }
 
-    let (controller, classes, caches) = watches::build(&client, config.namespace.as_ref());
+    let (controller, fleet, classes, caches) = watches::build(&client, config.namespace.as_ref());
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(client.clone(), Reporter { controller: crate::api::contract::MANAGER.into(), instance: None }),
         metrics.clone(),
         config.settings.clone(),
-        store.clone(),
+        fleet,
         classes,
         caches,
     ));

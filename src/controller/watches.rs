@@ -3,7 +3,7 @@
 //! the neighbours a change concerns (callers, callees, the other side of a name clash).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -20,16 +20,17 @@ use kube::runtime::{WatchStreamExt, reflector::reflector};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
+use super::cache::Cache;
 use super::context::Caches;
 use super::guard;
 use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, SELECTOR_LABEL};
 use crate::api::{DatabaseClass, Microservice};
-use crate::render::{World, database};
+use crate::render::{Fleet, database};
 
 pub fn build(
     client: &Client,
     namespace: Option<&String>,
-) -> (Controller<Microservice>, Store<Guarded<DatabaseClass>>, Caches) {
+) -> (Controller<Microservice>, Fleet, Store<Guarded<DatabaseClass>>, Caches) {
     fn api<K>(client: &Client, ns: Option<&String>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -56,39 +57,55 @@ pub fn build(
     // the traffic while services come up, concern no one else.
     let (spec_changes, spec_changed) = futures::channel::mpsc::unbounded::<Microservice>();
     let mut generations: HashMap<ObjectRef<Microservice>, Option<i64>> = HashMap::new();
+    // The fleet that rendering sees follows the store, change by change, sharing its objects;
+    // a relist replaces it whole once the store has taken it, as the store does.
+    let fleet = Fleet::default();
+    let (updated, store) = (fleet.clone(), reader.clone());
     let microservices = reflector(writer, events)
         .inspect_ok(move |event| {
             let changed = match event {
                 watcher::Event::Apply(ms) | watcher::Event::InitApply(ms) => {
+                    if matches!(event, watcher::Event::Apply(_)) {
+                        updated.apply(store.get(&ObjectRef::from(ms)).unwrap_or_else(|| Arc::new(ms.clone())));
+                    }
                     let generation = ms.metadata.generation;
                     (generations.insert(ObjectRef::from(ms), generation) != Some(generation)).then_some(ms)
                 }
                 watcher::Event::Delete(ms) => {
+                    updated.remove(ms.ns(), &ms.name_any());
                     generations.remove(&ObjectRef::from(ms));
                     Some(ms)
                 }
-                watcher::Event::Init | watcher::Event::InitDone => None,
+                watcher::Event::Init => None,
+                watcher::Event::InitDone => {
+                    updated.replace(store.state());
+                    None
+                }
             };
             if let Some(ms) = changed {
                 let _ = spec_changes.unbounded_send(ms.clone());
             }
         })
-        .applied_objects();
+        .applied_objects()
+        // A Microservice's own status write (most of its events while it comes up) asks for no
+        // reconcile: the children's watches bring what the status follows.
+        .predicate_filter(reconcile_worthy, Default::default());
     // Only children Flotilla made are watched.
     let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     // The children's watches fill the caches and trigger their owners' reconciles.
     fn owned<K>(
         api: Api<K>,
         config: watcher::Config,
-    ) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>>)
+    ) -> (Cache<K>, impl futures::Stream<Item = Result<K, watcher::Error>>)
     where
-        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     {
-        let (reader, writer) = reflector::store::<K>();
+        let cache = Cache::default();
         // The comparisons never read managedFields, which are a large share of each object.
         let events = watcher::watcher(api, config).modify(|obj| obj.managed_fields_mut().clear());
-        (reader, reflector(writer, events).touched_objects())
+        let touched = cache.fill(events);
+        (cache, touched)
     }
     let (deployments, deployment_events) = owned(api::<Deployment>(client, ns), children.clone());
     let (services, service_events) = owned(api::<Service>(client, ns), children.clone());
@@ -125,12 +142,12 @@ pub fn build(
         let service = secret.labels().get(SELECTOR_LABEL)?.clone();
         Some(ObjectRef::new(&service).within(secret.namespace()?.as_str()))
     });
-    let store = controller.store();
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls
     // (before and after the change) and the services that call it are reconciled too.
+    let callers = fleet.clone();
     let controller =
-        controller.watches_stream(spec_changed.map(Ok), move |ms: Microservice| related(&ms, &store, &seen));
+        controller.watches_stream(spec_changed.map(Ok), move |ms: Microservice| related(&ms, &callers, &seen));
     // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
     // the default class), so a class created late or fixed is picked up at once.
     let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
@@ -144,7 +161,19 @@ pub fn build(
         }
         users_of_class(&name, &store)
     });
-    (controller, classes, caches)
+    (controller, fleet, classes, caches)
+}
+
+/// What a reconcile of a Microservice depends on, besides its children: everything but its
+/// status (and resourceVersion and field owners). A change of the spec bumps the generation,
+/// and so does the deletion of an object with finalizers.
+fn reconcile_worthy(ms: &Microservice) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let meta = &ms.metadata;
+    (&meta.uid, meta.generation, meta.deletion_timestamp.is_some()).hash(&mut h);
+    (&meta.labels, &meta.annotations, &meta.finalizers).hash(&mut h);
+    Some(h.finish())
 }
 
 /// The services whose database uses the class `name`, or the default class (any class may have
@@ -160,7 +189,7 @@ fn users_of_class(name: &str, store: &Store<Microservice>) -> Vec<ObjectRef<Micr
 
 fn related(
     ms: &Microservice,
-    store: &Store<Microservice>,
+    fleet: &Fleet,
     seen: &Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>>,
 ) -> Vec<ObjectRef<Microservice>> {
     let me = ObjectRef::from(ms);
@@ -181,7 +210,6 @@ fn related(
         }
     };
     let name = ms.metadata.name.clone().unwrap_or_default();
-    let world = World { microservices: store.state(), ..World::default() };
     let mut out: HashSet<ObjectRef<Microservice>> = callees;
     out.extend(previous.unwrap_or_default());
     // The other side of a name clash (`x` with a database, and `x-db`): refused while this one
@@ -190,7 +218,7 @@ fn related(
     if let Some(owner) = name.strip_suffix(database::OBJECT_SUFFIX) {
         out.insert(ObjectRef::new(owner).within(&own_ns));
     }
-    out.extend(world.callers_of(&own_ns, &name).into_iter().map(|c| ObjectRef::new(&c.name).within(&c.namespace)));
+    out.extend(fleet.callers_of(&own_ns, &name).into_iter().map(|c| ObjectRef::new(&c.name).within(&c.namespace)));
     out.remove(&me);
     out.into_iter().collect()
 }
@@ -220,10 +248,11 @@ mod tests {
 
     #[test]
     fn a_change_concerns_callers_callees_old_and_new_and_the_other_side_of_a_name_clash() {
-        let (store, mut writer) = reflector::store::<Microservice>();
-        for m in [ms("shop", "web", &["api"]), ms("ops", "probe", &["shop/api"]), ms("shop", "api", &["db"])] {
-            writer.apply_watcher_event(&watcher::Event::Apply(m));
-        }
+        let store: Fleet =
+            [ms("shop", "web", &["api"]), ms("ops", "probe", &["shop/api"]), ms("shop", "api", &["db"])]
+                .into_iter()
+                .map(Arc::new)
+                .collect();
         let seen = Mutex::default();
         assert_eq!(
             names(related(&ms("shop", "api", &["db"]), &store, &seen)),

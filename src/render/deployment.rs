@@ -244,7 +244,8 @@ fn env(input: &Input) -> Vec<EnvVar> {
         .flatten()
         .filter_map(|d| {
             let (ns, svc) = d.target(input.namespace)?;
-            let port = callee_port(input.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
+            let callee = input.world.find(ns, svc);
+            let port = callee_port(callee.as_deref().map(|m| &m.spec), d.port.as_deref());
             Some(EnvVar {
                 name: dependency_env_name(svc),
                 value: Some(service_url(svc, ns, &port, &input.world.settings)),

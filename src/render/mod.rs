@@ -59,66 +59,173 @@ impl Default for Settings {
 #[derive(Clone, Debug, Default)]
 pub struct World {
     /// Every Microservice known: callers of the one rendered, and the services it calls.
-    pub microservices: Vec<Arc<Microservice>>,
+    pub microservices: Fleet,
     /// Every DatabaseClass known.
     pub database_classes: Vec<Arc<DatabaseClass>>,
     /// Operator settings.
     pub settings: Settings,
-    /// Lookups by name and by callee, built once on first use (leave it default): rendering
-    /// every service of a world costs time linear in the world, not its square. A World is not
-    /// changed after a lookup; build a new one instead.
-    pub index: WorldIndex,
 }
 
-/// See [`World::index`].
+/// Every Microservice known, looked up by name and by callee. Cloning shares it; the operator
+/// keeps one up to date from its watch (one change costs the changed service's dependencies,
+/// not the fleet), so a reconcile finds its callers and callees without a pass over every
+/// service.
 #[derive(Clone, Debug, Default)]
-pub struct WorldIndex(std::sync::OnceLock<Arc<Index>>);
+pub struct Fleet(Arc<std::sync::RwLock<Index>>);
 
 #[derive(Debug, Default)]
 struct Index {
-    /// Position of the first Microservice of each namespace/name.
-    by_name: HashMap<(String, String), usize>,
-    /// Callers of each namespace/name, sorted and without duplicates.
-    callers: HashMap<(String, String), Vec<Caller>>,
+    by_name: HashMap<(String, String), Arc<Microservice>>,
+    /// Callers of each namespace/name, by the caller's namespace/name, with the port it asked for.
+    callers: HashMap<(String, String), BTreeMap<(String, String), Option<String>>>,
 }
 
-impl World {
-    fn lookups(&self) -> &Index {
-        self.index.0.get_or_init(|| {
-            let mut index = Index::default();
-            for (i, m) in self.microservices.iter().enumerate() {
-                let (Some(ns), Some(name)) = (m.metadata.namespace.as_deref(), m.metadata.name.as_deref()) else {
-                    continue;
-                };
-                index.by_name.entry((ns.to_string(), name.to_string())).or_insert(i);
-                if m.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                let mut called = HashSet::new();
-                for d in m.spec.dependencies.iter().flatten() {
-                    // A caller's first dependency on a callee is the one that counts.
-                    if let Some(target) = d.target(ns).filter(|t| *t != (ns, name) && called.insert(*t)) {
-                        index.callers.entry((target.0.to_string(), target.1.to_string())).or_default().push(Caller {
-                            namespace: ns.to_string(),
-                            name: name.to_string(),
-                            port: d.port.clone(),
-                        });
-                    }
+type Key = (String, String);
+
+impl Index {
+    /// The callees `ms` counts as a caller of (none while it is being deleted), each with the
+    /// port of the first dependency on it.
+    fn calls(ms: &Microservice) -> Vec<(Key, Option<String>)> {
+        let (Some(ns), Some(name)) = (ms.metadata.namespace.as_deref(), ms.metadata.name.as_deref()) else {
+            return Vec::new();
+        };
+        if ms.metadata.deletion_timestamp.is_some() {
+            return Vec::new();
+        }
+        let mut called = HashSet::new();
+        let mut out = Vec::new();
+        for d in ms.spec.dependencies.iter().flatten() {
+            // A caller's first dependency on a callee is the one that counts.
+            if let Some(target) = d.target(ns).filter(|t| *t != (ns, name) && called.insert(*t)) {
+                out.push(((target.0.to_string(), target.1.to_string()), d.port.clone()));
+            }
+        }
+        out
+    }
+
+    fn key(ms: &Microservice) -> Option<Key> {
+        Some((ms.metadata.namespace.clone()?, ms.metadata.name.clone()?))
+    }
+
+    fn unlink(&mut self, caller: &Key, ms: &Microservice) {
+        for (callee, _) in Self::calls(ms) {
+            if let Some(callers) = self.callers.get_mut(&callee) {
+                callers.remove(caller);
+                if callers.is_empty() {
+                    self.callers.remove(&callee);
                 }
             }
-            for callers in index.callers.values_mut() {
-                // Stable: of two objects with the same name, the first listed stays.
-                callers.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-                callers.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+        }
+    }
+
+    fn insert(&mut self, ms: Arc<Microservice>) {
+        let Some(key) = Self::key(&ms) else { return };
+        for (callee, port) in Self::calls(&ms) {
+            self.callers.entry(callee).or_default().insert(key.clone(), port);
+        }
+        if let Some(old) = self.by_name.insert(key.clone(), ms.clone()) {
+            // Its old calls, then its new ones again (an old call may also be a new one).
+            self.unlink(&key, &old);
+            for (callee, port) in Self::calls(&ms) {
+                self.callers.entry(callee).or_default().insert(key.clone(), port);
             }
-            Arc::new(index)
-        })
+        }
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(old) = self.by_name.remove(&key) {
+            self.unlink(&key, &old);
+        }
+    }
+}
+
+impl Fleet {
+    /// A fleet of `items`; of two objects with the same namespace and name, the first stays.
+    pub fn of(items: impl IntoIterator<Item = Arc<Microservice>>) -> Fleet {
+        let mut index = Index::default();
+        for ms in items {
+            if Index::key(&ms).is_some_and(|k| !index.by_name.contains_key(&k)) {
+                index.insert(ms);
+            }
+        }
+        Fleet(Arc::new(std::sync::RwLock::new(index)))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds `ms`, or replaces the object of its namespace and name.
+    pub fn apply(&self, ms: Arc<Microservice>) {
+        self.write().insert(ms);
+    }
+
+    /// Forgets the Microservice `namespace/name`.
+    pub fn remove(&self, namespace: &str, name: &str) {
+        self.write().remove(namespace, name);
+    }
+
+    /// Replaces everything with `items` (after a watch's relist).
+    pub fn replace(&self, items: impl IntoIterator<Item = Arc<Microservice>>) {
+        let fresh = Fleet::of(items);
+        let index = std::mem::take(&mut *fresh.write());
+        *self.write() = index;
+    }
+
+    /// How many Microservices are known.
+    pub fn len(&self) -> usize {
+        self.read().by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The Microservice `namespace/name`, if known.
-    pub fn find(&self, namespace: &str, name: &str) -> Option<&Microservice> {
-        let i = *self.lookups().by_name.get(&(namespace.to_string(), name.to_string()))?;
-        self.microservices.get(i).map(Arc::as_ref)
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<Microservice>> {
+        self.read().by_name.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    /// Services that list `namespace/name` as a dependency, with the port name they asked for,
+    /// sorted by namespace and name so rendering is deterministic.
+    pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
+        let index = self.read();
+        let Some(callers) = index.callers.get(&(namespace.to_string(), name.to_string())) else {
+            return Vec::new();
+        };
+        callers
+            .iter()
+            .map(|((namespace, name), port)| Caller { namespace: namespace.clone(), name: name.clone(), port: port.clone() })
+            .collect()
+    }
+}
+
+impl From<Vec<Arc<Microservice>>> for Fleet {
+    fn from(items: Vec<Arc<Microservice>>) -> Fleet {
+        Fleet::of(items)
+    }
+}
+
+impl FromIterator<Arc<Microservice>> for Fleet {
+    fn from_iter<I: IntoIterator<Item = Arc<Microservice>>>(items: I) -> Fleet {
+        Fleet::of(items)
+    }
+}
+
+impl World {
+    /// The Microservice `namespace/name`, if known.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<Microservice>> {
+        self.microservices.find(namespace, name)
+    }
+
+    /// See [`Fleet::callers_of`].
+    pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
+        self.microservices.callers_of(namespace, name)
     }
 
     /// Problems only the world shows: children of `ms` that would carry the same name as another
@@ -163,11 +270,6 @@ impl World {
         errs
     }
 
-    /// Services that list `namespace/name` as a dependency, with the port name they asked for,
-    /// sorted by namespace and name so rendering is deterministic.
-    pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
-        self.lookups().callers.get(&(namespace.to_string(), name.to_string())).cloned().unwrap_or_default()
-    }
 }
 
 /// A service that calls the one being rendered.

@@ -92,7 +92,8 @@ fn egress_rules(input: &Input) -> Vec<NetworkPolicyEgressRule> {
     }
     for d in input.spec.dependencies.iter().flatten() {
         if let Some((ns, svc)) = d.target(input.namespace) {
-            let port = callee_port(input.world.find(ns, svc).map(|m| &m.spec), d.port.as_deref());
+            let callee = input.world.find(ns, svc);
+            let port = callee_port(callee.as_deref().map(|m| &m.spec), d.port.as_deref());
             rules.push(NetworkPolicyEgressRule {
                 to: Some(vec![service_peer(svc, ns)]),
                 ports: Some(vec![np_port(&port)]),

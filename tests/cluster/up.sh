@@ -47,6 +47,11 @@ write_kubeconfig() {
   ln -sfn "$BIN_DIR" "$CLUSTER_DIR/bin"   # target/cluster/bin/kubectl for scripts and the demo
 }
 
+# Room for the scale benchmark's fleet (10,000 services at 100m CPU each, with room to spare):
+# kubelet's default of 110 pods and a real node's CPU would leave most of it Pending.
+NODE_PODS=4000
+NODE_CAPACITY="{\"cpu\": \"2000\", \"memory\": \"16Ti\", \"pods\": \"$NODE_PODS\", \"ephemeral-storage\": \"64Ti\"}"
+
 apply_nodes() {
   local i out="$CLUSTER_DIR/nodes.yaml"
   : > "$out"
@@ -77,8 +82,8 @@ status:
   addresses:
   - {type: InternalIP, address: 127.0.0.1}
   - {type: Hostname, address: kwok-node-$i}
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 1Ti}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 1Ti}
+  allocatable: $NODE_CAPACITY
+  capacity: $NODE_CAPACITY
   nodeInfo:
     architecture: amd64
     operatingSystem: linux
@@ -87,6 +92,12 @@ EOF
   done
   # create only: re-applying would fight kwok over .status
   kc create -f "$out" 2>&1 | grep -v -e AlreadyExists -e " created$" >&2 || true
+  # A node created by an older up.sh keeps its smaller capacity: raise it in place.
+  for i in $(seq 0 $((NODE_COUNT - 1))); do
+    [ "$(kc get node "kwok-node-$i" -o jsonpath='{.status.capacity.pods}')" = "$NODE_PODS" ] && continue
+    kc patch node "kwok-node-$i" --subresource=status --type=merge \
+      -p "{\"status\":{\"capacity\":$NODE_CAPACITY,\"allocatable\":$NODE_CAPACITY}}" >/dev/null
+  done
 }
 
 ensure_addons() {
@@ -132,7 +143,8 @@ if [ -f "$KWOK_CLUSTER_DIR/kwok.yaml" ]; then
     # Volumes come from the controller-manager's hostPath provisioner (see config/addons.yaml);
     # a cluster started without it cannot provision, and its StorageClass cannot be changed in place.
     grep -q enable-hostpath-provisioner "$CLUSTER_DIR/kwokctl.yaml" 2>/dev/null \
-      || die "the running cluster was started by an older up.sh (no volume provisioner): run 'make cluster-down' first"
+      && grep -q kube-api-qps "$CLUSTER_DIR/kwokctl.yaml" 2>/dev/null \
+      || die "the running cluster was started by an older up.sh (no volume provisioner, or the controller-manager at its default client rate): run 'make cluster-down' first"
     ensure_addons
     write_kubeconfig
     log "cluster '$CLUSTER_NAME' already running, reused ($(elapsed)); kubeconfig: $KUBECONFIG_OUT"
@@ -196,6 +208,12 @@ componentsPatches:
 - name: kube-controller-manager
   extraArgs:
   - {key: controllers, value: "*"}
+  # The default client rate (20/s) would make the controller-manager, not the operator, what
+  # bounds how fast a large fleet's ReplicaSets and pods appear.
+  - {key: kube-api-qps, value: "200"}
+  - {key: kube-api-burst, value: "400"}
+  - {key: concurrent-deployment-syncs, value: "10"}
+  - {key: concurrent-replicaset-syncs, value: "10"}
   - {key: horizontal-pod-autoscaler-sync-period, value: 5s}
   - {key: horizontal-pod-autoscaler-downscale-stabilization, value: 15s}
   - {key: horizontal-pod-autoscaler-cpu-initialization-period, value: 10s}

@@ -169,6 +169,12 @@ pub struct OperatorOptions<'a> {
 
 impl Operator {
     pub fn start(opts: &OperatorOptions) -> Operator {
+        Self::start_with(opts, &[], "info,flotilla=debug,kube=warn")
+    }
+
+    /// [`Operator::start`] with more flags of `flotilla run` and its own `RUST_LOG` (the scale
+    /// benchmark logs at `info`: debug lines for thousands of services would be what it measures).
+    pub fn start_with(opts: &OperatorOptions, args: &[String], rust_log: &str) -> Operator {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let name = format!("{}-{}", opts.tag, unique());
@@ -185,7 +191,8 @@ impl Operator {
             .arg("--lease-seconds=6")
             .arg(format!("--identity={identity}"))
             .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info,flotilla=debug,kube=warn")
+            .args(args)
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(file);
         if let Some(ns) = opts.namespace {
@@ -348,6 +355,17 @@ impl Operator {
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
 
+    /// CPU time the process has used so far (user plus system), from /proc.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name; 100 ticks/s.
+        Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
@@ -377,6 +395,48 @@ pub fn requests(metrics: &str, verb: &str) -> u64 {
         .filter(|l| l.starts_with("flotilla_api_requests_total{") && l.contains(&format!("verb=\"{verb}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// Every verb's sum of `flotilla_api_requests_total`, over every resource, sorted by verb.
+pub fn requests_by_verb(metrics: &str) -> Vec<(String, u64)> {
+    let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+    for l in metrics.lines().filter(|l| l.starts_with("flotilla_api_requests_total{")) {
+        let verb = l.split("verb=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
+        *out.entry(verb.to_string()).or_default() += l.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    }
+    out.into_iter().collect()
+}
+
+/// The `q` quantile (0..1) of the reconcile duration histogram, in seconds, interpolated within
+/// its bucket as Prometheus's `histogram_quantile` does. `None` before any reconcile.
+pub fn reconcile_quantile(metrics: &str, q: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("flotilla_reconcile_duration_seconds_bucket{"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let share = if count > below { (rank - below) / (count - below) } else { 1.0 };
+            return Some(lower + (le - lower) * share);
+        }
+        (lower, below) = (le, count);
+    }
+    None
 }
 
 /// Value of one counter line, by its exact label set text.

@@ -14,12 +14,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::info;
 
+use super::cache::Cache;
 use super::apply::{Cached, Outcome, cached, controlled_by, ensure};
 use super::context::Context;
 use super::error::Error;
@@ -137,9 +137,9 @@ async fn claim_kind(ctx: &Context, claim: &ClaimProvisioner) -> Result<ApiResour
 
 /// Child `name`: the watch cache's copy when the cache has it, else the API server's (a name
 /// missing from the cache may still be taken by an object Flotilla did not make).
-async fn read<K>(api: &Api<K>, cache: &Store<K>, name: &str) -> Result<Option<K>, Error>
+async fn read<K>(api: &Api<K>, cache: &Cache<K>, name: &str) -> Result<Option<K>, Error>
 where
-    K: Resource + Clone + Debug + DeserializeOwned,
+    K: Resource + Clone + Debug + serde::Serialize + DeserializeOwned,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     match cached(Some(cache), api, name) {
