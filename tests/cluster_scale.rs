@@ -284,7 +284,11 @@ async fn scale() {
     let deployments = watch_all::<Deployment>(&client);
     let microservices = microservices_watch(&client);
     let mut rows: Vec<(String, String)> = Vec::new();
-    let mut row = |what: &str, figure: String| rows.push((what.to_string(), figure));
+    let mut row = |what: &str, figure: String| {
+        // Each figure as soon as it is known, in case a later phase fails.
+        eprintln!("{what}: {figure}");
+        rows.push((what.to_string(), figure))
+    };
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     row("services (each calling the next) / namespaces", format!("{n} / {}", m.clamp(1, n)));
     row("operator build / concurrency", format!("{build} / {concurrency}"));
@@ -446,15 +450,13 @@ async fn scale() {
         "restart over the converged fleet → leading, every service looked at, settled",
         format!("{} ({restart_writes} writes, RSS {} MiB)", secs(restart_ready), mib(rss_restart)),
     );
-    op.settled(Duration::from_secs(1)).await;
-    let gone = fleet.delete_with_operator(&client).await;
-    row("(the fleet deleted, the operator finalizing)", secs(gone));
-    drop(op);
-
     println!("\n| what | figure |\n| --- | --- |");
     for (what, figure) in &rows {
         println!("| {what} | {figure} |");
     }
+    let gone = fleet.delete_with_operator(&client).await;
+    println!("| (then the fleet deleted, the operator finalizing) | {} |", secs(gone));
+    drop(op);
 }
 
 impl Fleet {

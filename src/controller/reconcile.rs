@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::apply::{FIELD_MANAGER, apply_child, prune_child};
+use super::apply::{Cached, FIELD_MANAGER, apply_child, cached, prune_child};
 use super::context::Context;
 use super::database::{self, DbState, Phase};
 use super::error::Error;
@@ -30,6 +30,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 const CONFLICT_RECHECK: Duration = Duration::from_secs(20);
 /// How often a database that is not ready yet is looked at.
 const DATABASE_POLL: Duration = Duration::from_secs(3);
+/// After creating a Deployment, the latest the status is written (see `reconcile`).
+const FIRST_STATUS: Duration = Duration::from_secs(5);
 
 #[tracing::instrument(skip_all, fields(namespace = ms.ns(), name = ms.name_any()))]
 pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -68,7 +70,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     let mut observed = Observed { missing_dependencies: missing_dependencies(&ms, &world), ..Default::default() };
     let mut db_pending = false;
     match &result {
-        Ok(Converged { deployment, hpa, paused, database }) => {
+        Ok(Converged { deployment, hpa, paused, database, .. }) => {
             observed.deployment = deployment.as_ref();
             observed.hpa = hpa.as_ref();
             observed.paused = *paused;
@@ -84,16 +86,26 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         // Transient: keep the last status; the error policy retries.
         Err(_) => {}
     }
-    if result.is_ok() || observed.blocked.is_some() {
+    // A Deployment this reconcile created is not ready yet by construction, and the first status
+    // the controller-manager gives it brings the next reconcile within moments: that one writes
+    // the status, so a new service costs one status write, not two. The requeue is the bound
+    // should that update not come.
+    let created = matches!(&result, Ok(c) if c.created);
+    if (result.is_ok() && !created) || observed.blocked.is_some() {
         update_status(&ms, &ctx, &observed).await?;
     }
     result?;
+    if created {
+        return Ok(Action::requeue(if db_pending { DATABASE_POLL } else { FIRST_STATUS }));
+    }
     ctx.reset_backoff(&ms);
     // Volume claims and claim objects are not watched: look again soon while the database comes up.
     Ok(Action::requeue(if db_pending { DATABASE_POLL } else { RESYNC }))
 }
 
 struct Converged {
+    /// Whether this reconcile created the Deployment.
+    created: bool,
     deployment: Option<Deployment>,
     hpa: Option<HorizontalPodAutoscaler>,
     paused: bool,
@@ -107,7 +119,7 @@ async fn converge(ms: &Microservice, ctx: &Context, world: &World) -> Result<Con
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ms.ns());
         let name = ms.name_any();
         let deployment = deployments.get_opt(&name).await.map_err(Error::kube(format!("get Deployment {name}")))?;
-        return Ok(Converged { deployment, hpa: None, paused: true, database: None });
+        return Ok(Converged { created: false, deployment, hpa: None, paused: true, database: None });
     }
     let checked = render::check(ms, world)?;
     let children = render::children(&checked);
@@ -118,7 +130,13 @@ async fn converge(ms: &Microservice, ctx: &Context, world: &World) -> Result<Con
         let note = format!("updated {}", applied.changed.join(", "));
         record_event(ctx, ms, EventType::Normal, "ChildrenUpdated", &note).await;
     }
-    Ok(Converged { deployment: Some(applied.deployment), hpa: applied.hpa, paused: false, database: applied.database })
+    Ok(Converged {
+        created: applied.created,
+        deployment: Some(applied.deployment),
+        hpa: applied.hpa,
+        paused: false,
+        database: applied.database,
+    })
 }
 
 /// What rendering reads besides the object: every Microservice (from the watch cache), the
@@ -130,6 +148,8 @@ async fn world_of(ms: &Microservice, ctx: &Context) -> Result<World, Error> {
 
 /// The children after they were applied.
 struct Applied {
+    /// Whether the Deployment was created (it was in no cache, and the server had none).
+    created: bool,
     deployment: Deployment,
     hpa: Option<HorizontalPodAutoscaler>,
     database: Option<DbState>,
@@ -198,7 +218,12 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
     };
 
     // The HPA and the Deployment together: they share `spec.replicas`.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ms.ns());
+    let new = matches!(cached(Some(&caches.deployments), &deployments, &ms.name_any()), Cached::Absent);
     let (deployment, hpa) = replicas::apply_scaled(ctx, ms, deployment, hpa, &mut changed).await?;
+    // Absent from the synced cache, and now there: made just now (the apply refuses a name
+    // someone else holds).
+    let created = new && changed.iter().any(|c| c == "Deployment");
     if hpa.is_none() {
         absent.push(Optional::Hpa);
     }
@@ -222,7 +247,7 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
         },
     )?;
     changed.extend(by_budget.into_iter().chain(by_ingress));
-    Ok(Applied { deployment, hpa, database, absent, changed })
+    Ok(Applied { created, deployment, hpa, database, absent, changed })
 }
 
 /// Stage 4: deletes the optional children the spec no longer asks for (only Flotilla's own,

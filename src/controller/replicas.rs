@@ -8,7 +8,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::apply::{FIELD_MANAGER, apply_child};
+use super::apply::{Cached, FIELD_MANAGER, apply_child, cached};
+use super::cache::Cache;
 use super::context::Context;
 use super::error::Error;
 use crate::api::Microservice;
@@ -33,7 +34,7 @@ pub async fn apply_scaled(
 ) -> Result<(Deployment, Option<HorizontalPodAutoscaler>), Error> {
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ms.ns());
     let name = deployment.name_any();
-    if hand_off(&api, &deployment).await? {
+    if hand_off(&api, &ctx.caches.deployments, &deployment).await? {
         changed.push(String::from("Deployment replicas (handed to the HPA)"));
     }
     let hpa = match hpa {
@@ -55,20 +56,31 @@ pub async fn apply_scaled(
 /// Before the Deployment is applied without `spec.replicas`, hands the field to
 /// [`HANDOFF_MANAGER`] at its current value when Flotilla's last apply still set it; otherwise
 /// dropping it from the apply would reset the Deployment to one replica until the HPA acts.
-async fn hand_off(api: &Api<Deployment>, desired: &Deployment) -> Result<bool, Error> {
+async fn hand_off(api: &Api<Deployment>, cache: &Cache<Deployment>, desired: &Deployment) -> Result<bool, Error> {
     if desired.spec.as_ref().and_then(|s| s.replicas).is_some() {
         return Ok(false);
     }
     let name = desired.name_any();
-    // Read from the API server: the watch caches drop managedFields.
+    // The cache keeps whether Flotilla's apply sets the count (see watches::replicas_owner): once
+    // the HPA has the field, as in every later reconcile of an autoscaled service, the server
+    // is not asked. The hand-off itself reads the count from the server: a stale one would
+    // cause a dip.
+    let applies_replicas = |live: &Deployment| {
+        live.managed_fields().iter().any(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+        })
+    };
+    match cached(Some(cache), api, &name) {
+        Cached::Found(live) if !applies_replicas(&live) => return Ok(false),
+        Cached::Absent => return Ok(false),
+        Cached::Found(_) | Cached::Unknown => {}
+    }
     let Some(live) = api.get_opt(&name).await.map_err(Error::kube(format!("get Deployment {name}")))? else {
         return Ok(false);
     };
-    let applies_replicas = live.managed_fields().iter().any(|m| {
-        m.manager.as_deref() == Some(FIELD_MANAGER)
-            && m.operation.as_deref() == Some("Apply")
-            && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
-    });
+    let applies_replicas = applies_replicas(&live);
     let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas).filter(|_| applies_replicas) else {
         return Ok(false);
     };

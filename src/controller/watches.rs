@@ -46,7 +46,7 @@ pub fn build(
     let (reader, writer) = reflector::store::<Microservice>();
     let last = reader.clone();
     let events =
-        watcher::watcher(api::<guard::Read>(client, ns), watcher::Config::default()).filter_map(move |event| {
+        watcher::watcher(api::<guard::Read>(client, ns), list_pages()).filter_map(move |event| {
             futures::future::ready(match event {
                 Ok(event) => guard::readable(event, &last).map(Ok),
                 Err(e) => Some(Err(e)),
@@ -91,7 +91,7 @@ pub fn build(
         // reconcile: the children's watches bring what the status follows.
         .predicate_filter(reconcile_worthy, Default::default());
     // Only children Flotilla made are watched.
-    let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    let children = list_pages().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     // The children's watches fill the caches and trigger their owners' reconciles.
     fn owned<K>(
         api: Api<K>,
@@ -102,8 +102,12 @@ pub fn build(
         K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     {
         let cache = Cache::default();
-        // The comparisons never read managedFields, which are a large share of each object.
-        let events = watcher::watcher(api, config).modify(|obj| obj.managed_fields_mut().clear());
+        // The comparisons never read managedFields, which are a large share of each object;
+        // of a Deployment's, only what the replica hand-off asks is kept (see `replicas_owner`).
+        let events = watcher::watcher(api, config).modify(|obj| {
+            let kept = replicas_owner(obj.managed_fields());
+            *obj.managed_fields_mut() = kept;
+        });
         let touched = cache.fill(events);
         (cache, touched)
     }
@@ -162,6 +166,33 @@ pub fn build(
         users_of_class(&name, &store)
     });
     (controller, fleet, classes, caches)
+}
+
+/// The watches list in pages of 100 objects rather than the default 500: at a start over a
+/// large fleet, ten watches list at once, and what their pages hold while being parsed is most
+/// of the operator's peak memory.
+fn list_pages() -> watcher::Config {
+    watcher::Config::default().page_size(100)
+}
+
+/// Of an object's field owners, only Flotilla's own apply entry, reduced to whether it sets
+/// `spec.replicas`: all that [`super::replicas`] reads of a cached Deployment's (other kinds have
+/// no such field, so theirs are dropped whole).
+fn replicas_owner(
+    fields: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    fields
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some(super::apply::FIELD_MANAGER) && m.operation.as_deref() == Some("Apply"))
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some()))
+        .map(|m| ManagedFieldsEntry {
+            manager: m.manager.clone(),
+            operation: m.operation.clone(),
+            fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}}))),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// What a reconcile of a Microservice depends on, besides its children: everything but its
