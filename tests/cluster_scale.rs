@@ -181,15 +181,17 @@ struct Phase {
 
 /// The API resource of each kind the rendered children use, found once before any timing.
 async fn resources(client: &Client, objects: &[Vec<Value>]) -> HashMap<(String, String), ApiResource> {
+    let kinds: std::collections::BTreeSet<(String, String)> = objects
+        .iter()
+        .flatten()
+        .map(|obj| (obj["apiVersion"].as_str().unwrap().to_string(), obj["kind"].as_str().unwrap().to_string()))
+        .collect();
     let mut out = HashMap::new();
-    for obj in objects.iter().flatten() {
-        let key = (obj["apiVersion"].as_str().unwrap().to_string(), obj["kind"].as_str().unwrap().to_string());
-        if !out.contains_key(&key) {
-            let (group, version) = key.0.split_once('/').unwrap_or(("", &key.0));
-            let gvk = GroupVersionKind::gvk(group, version, &key.1);
-            let (ar, _) = kube::discovery::pinned_kind(client, &gvk).await.expect("discover a child's kind");
-            out.insert(key, ar);
-        }
+    for key in kinds {
+        let (group, version) = key.0.split_once('/').unwrap_or(("", &key.0));
+        let gvk = GroupVersionKind::gvk(group, version, &key.1);
+        let (ar, _) = kube::discovery::pinned_kind(client, &gvk).await.expect("discover a child's kind");
+        out.insert(key, ar);
     }
     out
 }
@@ -320,7 +322,10 @@ async fn scale() {
         .await;
         let gone = fleet.delete(&client).await;
         let _ = std::fs::remove_file(&file);
-        row("floor, `kubectl apply --server-side` of the rendered children: every Deployment created", secs(phase.created));
+        row(
+            "floor, `kubectl apply --server-side` of the rendered children: every Deployment created",
+            secs(phase.created),
+        );
         row("floor, `kubectl apply --server-side`: every Deployment Ready", secs(phase.ready));
         row("(floor's namespaces deleted and gone)", secs(gone));
         floor_created.push(("kubectl", phase.created));
@@ -329,7 +334,8 @@ async fn scale() {
     if floors.contains("parallel") {
         let fleet = Fleet::new(n, m, "parallel", &run);
         let objects = fleet.rendered();
-        let phase = floor(&client, &fleet, &deployments, || apply_parallel(&client, &objects, concurrency, "floor")).await;
+        let phase =
+            floor(&client, &fleet, &deployments, || apply_parallel(&client, &objects, concurrency, "floor")).await;
         let gone = fleet.delete(&client).await;
         row(
             &format!("floor, parallel server-side apply ({concurrency} at a time): every Deployment created"),
@@ -359,7 +365,11 @@ async fn scale() {
         || deployments.state().iter().filter(|d| fleet.owns(d.metadata.namespace.as_deref())).count();
     let created = until_count("Flotilla: Deployments", n, start, limit, count_deployments).await;
     let count_ready = || {
-        microservices.state().iter().filter(|ms| fleet.owns(ms.metadata.namespace.as_deref()) && microservice_ready(ms)).count()
+        microservices
+            .state()
+            .iter()
+            .filter(|ms| fleet.owns(ms.metadata.namespace.as_deref()) && microservice_ready(ms))
+            .count()
     };
     let ready = until_count("Flotilla: Microservices Ready", n, start, limit * 3, count_ready).await;
     let phase = Phase { applied, created, ready };
@@ -389,7 +399,11 @@ async fn scale() {
             d.metadata.name.as_deref() == Some(caller.as_str())
                 && d.metadata.namespace.as_deref() == Some(caller_ns.as_str())
                 && d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).is_some_and(|p| {
-                    p.containers[0].env.iter().flatten().any(|e| e.value.as_deref().is_some_and(|v| v.ends_with(":9090")))
+                    p.containers[0]
+                        .env
+                        .iter()
+                        .flatten()
+                        .any(|e| e.value.as_deref().is_some_and(|v| v.ends_with(":9090")))
                 })
         });
         if sees_it {
@@ -435,16 +449,26 @@ async fn scale() {
     }
     let delta = |a: &Sample, b: &Sample| -> String {
         let before: BTreeMap<&str, u64> = b.verbs.iter().map(|(v, c)| (v.as_str(), *c)).collect();
-        a.verbs.iter().map(|(v, c)| format!("{v} {}", c - before.get(v.as_str()).copied().unwrap_or(0))).collect::<Vec<_>>().join(", ")
+        a.verbs
+            .iter()
+            .map(|(v, c)| format!("{v} {}", c - before.get(v.as_str()).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     row("reconciles until all Ready", (at_ready.reconciles - before.reconciles).to_string());
     row("API requests until all Ready, by verb", delta(&at_ready, &before));
-    row("writes per service (children and status) until all Ready", format!("{:.1}", (at_ready.writes - before.writes) as f64 / n as f64));
+    row(
+        "writes per service (children and status) until all Ready",
+        format!("{:.1}", (at_ready.writes - before.writes) as f64 / n as f64),
+    );
     row("writes in 15 s once converged", quiet.to_string());
     let ms = |s: Option<f64>| s.map(|s| format!("{:.0} ms", s * 1000.0)).unwrap_or_else(|| "-".into());
     row("reconcile time p50 / p99 (histogram)", format!("{} / {}", ms(p50), ms(p99)));
     row("operator CPU until all Ready / in all", format!("{:.1} s / {:.1} s", at_ready.cpu - before.cpu, cpu_total));
-    row("operator memory (RSS): idle / all Ready / peak", format!("{} / {} / {} MiB", mib(rss_idle), mib(rss_ready), mib(peak)));
+    row(
+        "operator memory (RSS): idle / all Ready / peak",
+        format!("{} / {} / {} MiB", mib(rss_idle), mib(rss_ready), mib(peak)),
+    );
     row("a callee's port changed → its caller's Deployment updated", format!("{:.2} s", propagated.as_secs_f64()));
     row(
         "restart over the converged fleet → leading, every service looked at, settled",

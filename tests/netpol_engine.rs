@@ -449,7 +449,6 @@ fn check_world(input: &Input) -> usize {
         microservices: input.microservices.iter().cloned().map(Arc::new).collect(),
         database_classes: input.classes.iter().cloned().map(Arc::new).collect(),
         settings: input.settings.clone(),
-        ..World::default()
     };
     let mut values = Vec::new();
     for ms in &input.microservices {

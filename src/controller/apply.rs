@@ -276,10 +276,10 @@ mod tests {
     }
 
     mod offline {
+        use crate::controller::cache::Cache;
         use http::Method;
         use k8s_openapi::api::core::v1::Service;
         use kube::api::Api;
-        use crate::controller::cache::Cache;
         use serde_json::json;
 
         use super::super::{Cached, ensure_with, prune};

@@ -45,13 +45,12 @@ pub fn build(
     // Each Microservice is read on its own, so one that cannot be read never stops the others.
     let (reader, writer) = reflector::store::<Microservice>();
     let last = reader.clone();
-    let events =
-        watcher::watcher(api::<guard::Read>(client, ns), list_pages()).filter_map(move |event| {
-            futures::future::ready(match event {
-                Ok(event) => guard::readable(event, &last).map(Ok),
-                Err(e) => Some(Err(e)),
-            })
-        });
+    let events = watcher::watcher(api::<guard::Read>(client, ns), list_pages()).filter_map(move |event| {
+        futures::future::ready(match event {
+            Ok(event) => guard::readable(event, &last).map(Ok),
+            Err(e) => Some(Err(e)),
+        })
+    });
     // A change of a spec, or a deletion, also reconciles the service's callers and callees (see
     // below). It is taken from this same watch once the store holds it; status updates, most of
     // the traffic while services come up, concern no one else.
@@ -184,7 +183,9 @@ fn replicas_owner(
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
     fields
         .iter()
-        .filter(|m| m.manager.as_deref() == Some(super::apply::FIELD_MANAGER) && m.operation.as_deref() == Some("Apply"))
+        .filter(|m| {
+            m.manager.as_deref() == Some(super::apply::FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+        })
         .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some()))
         .map(|m| ManagedFieldsEntry {
             manager: m.manager.clone(),
@@ -279,11 +280,10 @@ mod tests {
 
     #[test]
     fn a_change_concerns_callers_callees_old_and_new_and_the_other_side_of_a_name_clash() {
-        let store: Fleet =
-            [ms("shop", "web", &["api"]), ms("ops", "probe", &["shop/api"]), ms("shop", "api", &["db"])]
-                .into_iter()
-                .map(Arc::new)
-                .collect();
+        let store: Fleet = [ms("shop", "web", &["api"]), ms("ops", "probe", &["shop/api"]), ms("shop", "api", &["db"])]
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let seen = Mutex::default();
         assert_eq!(
             names(related(&ms("shop", "api", &["db"]), &store, &seen)),

@@ -73,14 +73,15 @@ pub struct World {
 #[derive(Clone, Debug, Default)]
 pub struct Fleet(Arc<std::sync::RwLock<Index>>);
 
+/// Namespace and name.
+type Key = (String, String);
+
 #[derive(Debug, Default)]
 struct Index {
-    by_name: HashMap<(String, String), Arc<Microservice>>,
+    by_name: HashMap<Key, Arc<Microservice>>,
     /// Callers of each namespace/name, by the caller's namespace/name, with the port it asked for.
-    callers: HashMap<(String, String), BTreeMap<(String, String), Option<String>>>,
+    callers: HashMap<Key, BTreeMap<Key, Option<String>>>,
 }
-
-type Key = (String, String);
 
 impl Index {
     /// The callees `ms` counts as a caller of (none while it is being deleted), each with the
@@ -200,7 +201,11 @@ impl Fleet {
         };
         callers
             .iter()
-            .map(|((namespace, name), port)| Caller { namespace: namespace.clone(), name: name.clone(), port: port.clone() })
+            .map(|((namespace, name), port)| Caller {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                port: port.clone(),
+            })
             .collect()
     }
 }
@@ -269,7 +274,6 @@ impl World {
         }
         errs
     }
-
 }
 
 /// A service that calls the one being rendered.
@@ -583,6 +587,67 @@ fn ambiguous_in_yaml_1_1(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(ns: &str, name: &str, calls: &[(&str, Option<&str>)]) -> Arc<Microservice> {
+        let mut ms = Microservice::new(name, Default::default());
+        ms.metadata.namespace = Some(ns.into());
+        ms.spec.dependencies = Some(
+            calls
+                .iter()
+                .map(|(svc, port)| crate::api::Dependency {
+                    service: Some(svc.to_string()),
+                    port: port.map(String::from),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        Arc::new(ms)
+    }
+
+    fn callers(fleet: &Fleet, ns: &str, name: &str) -> Vec<String> {
+        fleet.callers_of(ns, name).iter().map(|c| format!("{}/{}:{:?}", c.namespace, c.name, c.port)).collect()
+    }
+
+    #[test]
+    fn a_fleet_kept_change_by_change_answers_as_one_built_from_the_final_list() {
+        let fleet = Fleet::default();
+        fleet.apply(service("shop", "web", &[("api", None), ("cart", None)]));
+        fleet.apply(service("shop", "cart", &[("api", Some("grpc"))]));
+        fleet.apply(service("shop", "api", &[("db", None)]));
+        assert_eq!(callers(&fleet, "shop", "api"), ["shop/cart:Some(\"grpc\")", "shop/web:None"]);
+        // `web` stops calling `api`; `cart` calls it twice (the first dependency counts), and itself.
+        fleet.apply(service("shop", "web", &[("cart", None)]));
+        fleet.apply(service("shop", "cart", &[("api", None), ("api", Some("grpc")), ("cart", None)]));
+        let mut deleting = (*service("shop", "api", &[("db", None)])).clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        // A service being deleted is still found, and calls no one any more.
+        fleet.apply(Arc::new(deleting.clone()));
+        fleet.apply(service("shop", "db", &[]));
+        fleet.remove("shop", "gone");
+        let rebuilt = Fleet::of([
+            service("shop", "web", &[("cart", None)]),
+            service("shop", "cart", &[("api", None), ("api", Some("grpc")), ("cart", None)]),
+            Arc::new(deleting),
+            service("shop", "db", &[]),
+        ]);
+        for name in ["web", "cart", "api", "db"] {
+            assert_eq!(callers(&fleet, "shop", name), callers(&rebuilt, "shop", name), "callers of {name}");
+            assert_eq!(fleet.find("shop", name).is_some(), rebuilt.find("shop", name).is_some());
+        }
+        assert_eq!(callers(&fleet, "shop", "api"), ["shop/cart:None"]);
+        assert!(callers(&fleet, "shop", "db").is_empty(), "the deleting api calls no one");
+        assert!(fleet.find("shop", "api").is_some());
+        // Gone: found no more, and its calls with it.
+        fleet.remove("shop", "cart");
+        assert!(callers(&fleet, "shop", "api").is_empty());
+        assert!(fleet.find("shop", "cart").is_none());
+        // A relist replaces everything.
+        fleet.replace([service("ops", "probe", &[("web", None)])]);
+        assert_eq!(fleet.len(), 1);
+        assert_eq!(callers(&fleet, "ops", "web"), ["ops/probe:None"]);
+        assert!(fleet.find("shop", "web").is_none());
+    }
 
     #[test]
     fn strings_yaml_1_1_reads_otherwise_are_quoted() {

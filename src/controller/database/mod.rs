@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::info;
 
-use super::cache::Cache;
 use super::apply::{Cached, Outcome, cached, controlled_by, ensure};
+use super::cache::Cache;
 use super::context::Context;
 use super::error::Error;
 use crate::api::Microservice;
