@@ -50,17 +50,18 @@ golden:
 
 ## The scale benchmark (release build): N services (default 200) over NAMESPACES namespaces
 ## (default 1), beside the floor (the same children applied by kubectl and by a parallel applier;
-## FLOORS=kubectl,parallel|none) with the operator's CONCURRENCY (default 4). Its table goes to
-## BENCHMARKS.md.  e.g.  make bench N=10000 NAMESPACES=100
+## FLOORS=kubectl,parallel|none) with the operator's CONCURRENCY (default 4); OPERATOR=0 runs the
+## floors alone. Its table goes to BENCHMARKS.md.  e.g.  make bench N=10000 NAMESPACES=100
 N ?= 200
 NAMESPACES ?= 1
 FLOORS ?= kubectl,parallel
 CONCURRENCY ?= 4
+OPERATOR ?= 1
 .PHONY: bench
 bench:
 	@$(MAKE) --no-print-directory cluster-up >/dev/null
 	FLOTILLA_BENCH_SERVICES=$(N) FLOTILLA_BENCH_NAMESPACES=$(NAMESPACES) FLOTILLA_BENCH_FLOORS=$(FLOORS) \
-	  FLOTILLA_BENCH_CONCURRENCY=$(CONCURRENCY) FLOTILLA_REQUIRE_CLUSTER=1 \
+	  FLOTILLA_BENCH_CONCURRENCY=$(CONCURRENCY) FLOTILLA_BENCH_OPERATOR=$(OPERATOR) FLOTILLA_REQUIRE_CLUSTER=1 \
 	  FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" \
 	  $(CARGO) test --release --test cluster_scale -- --ignored --nocapture
 
