@@ -89,8 +89,9 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     // A Deployment this reconcile created is not ready yet by construction, and the first status
     // the controller-manager gives it brings the next reconcile within moments: that one writes
     // the status, so a new service costs one status write, not two. The requeue is the bound
-    // should that update not come.
-    let created = matches!(&result, Ok(c) if c.created);
+    // should that update not come. Not with a database: what its first reconcile found (data
+    // retained from an earlier service, and adopted) is said only by the status it writes.
+    let created = matches!(&result, Ok(c) if c.created && c.database.is_none());
     if (result.is_ok() && !created) || observed.blocked.is_some() {
         update_status(&ms, &ctx, &observed).await?;
     }
