@@ -179,24 +179,16 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
     let mut absent = Vec::new();
     let mut changed = Vec::new();
 
-    // The ServiceAccount (the pods need it to be admitted), the NetworkPolicy (before any pod of
-    // this render runs) and the Service, at once: none needs another, and all come before the
-    // Deployment. One round trip to the API server instead of three, per new service.
-    if service_account.is_none() {
-        absent.push(Optional::ServiceAccount);
+    // One after another, so that a child refused (a name someone else holds) stops the rest:
+    // nothing after a conflict is written. The ServiceAccount first: the pods need it to be
+    // admitted.
+    match service_account {
+        Some(sa) => drop(apply_child(ctx, &caches.service_accounts, ms, sa, &mut changed).await?),
+        None => absent.push(Optional::ServiceAccount),
     }
-    let (mut by_account, mut by_policy, mut by_service) = (Vec::new(), Vec::new(), Vec::new());
-    futures::try_join!(
-        async {
-            match service_account {
-                Some(sa) => apply_child(ctx, &caches.service_accounts, ms, sa, &mut by_account).await.map(drop),
-                None => Ok(()),
-            }
-        },
-        apply_child(ctx, &caches.network_policies, ms, network_policy, &mut by_policy),
-        apply_child(ctx, &caches.services, ms, service, &mut by_service),
-    )?;
-    changed.extend(by_account.into_iter().chain(by_policy).chain(by_service));
+    // The NetworkPolicy before any pod of this render runs.
+    apply_child(ctx, &caches.network_policies, ms, network_policy, &mut changed).await?;
+    apply_child(ctx, &caches.services, ms, service, &mut changed).await?;
 
     // The database before the Deployment: the pods read its binding, and roll when the
     // credentials change.
@@ -229,25 +221,14 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
         absent.push(Optional::Hpa);
     }
 
-    // The disruption budget and the Ingress need nothing of each other.
-    (pdb.is_none()).then(|| absent.push(Optional::Pdb));
-    (ingress.is_none()).then(|| absent.push(Optional::Ingress));
-    let (mut by_budget, mut by_ingress) = (Vec::new(), Vec::new());
-    futures::try_join!(
-        async {
-            match pdb {
-                Some(pdb) => apply_child(ctx, &caches.pdbs, ms, pdb, &mut by_budget).await.map(drop),
-                None => Ok(()),
-            }
-        },
-        async {
-            match ingress {
-                Some(ingress) => apply_child(ctx, &caches.ingresses, ms, ingress, &mut by_ingress).await.map(drop),
-                None => Ok(()),
-            }
-        },
-    )?;
-    changed.extend(by_budget.into_iter().chain(by_ingress));
+    match pdb {
+        Some(pdb) => drop(apply_child(ctx, &caches.pdbs, ms, pdb, &mut changed).await?),
+        None => absent.push(Optional::Pdb),
+    }
+    match ingress {
+        Some(ingress) => drop(apply_child(ctx, &caches.ingresses, ms, ingress, &mut changed).await?),
+        None => absent.push(Optional::Ingress),
+    }
     Ok(Applied { created, deployment, hpa, database, absent, changed })
 }
 
