@@ -69,6 +69,12 @@ impl<K: Resource + Serialize + DeserializeOwned> Cache<K> {
         }
     }
 
+    /// Whether the cache has synced and holds no object `namespace/name`, without parsing one.
+    pub fn lacks(&self, namespace: Option<&str>, name: &str) -> bool {
+        let objects = self.inner.objects.read().unwrap_or_else(|p| p.into_inner());
+        self.is_ready() && !objects.contains_key(&(namespace.unwrap_or_default().to_string(), name.to_string()))
+    }
+
     /// How many objects the cache holds.
     #[cfg(test)]
     fn len(&self) -> usize {

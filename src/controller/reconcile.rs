@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::apply::{Cached, FIELD_MANAGER, apply_child, cached, prune_child};
+use super::apply::{FIELD_MANAGER, apply_child, prune_child};
 use super::context::Context;
 use super::database::{self, DbState, Phase};
 use super::error::Error;
@@ -211,8 +211,7 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
     };
 
     // The HPA and the Deployment together: they share `spec.replicas`.
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ms.ns());
-    let new = matches!(cached(Some(&caches.deployments), &deployments, &ms.name_any()), Cached::Absent);
+    let new = caches.deployments.lacks(Some(ms.ns()), &ms.name_any());
     let (deployment, hpa) = replicas::apply_scaled(ctx, ms, deployment, hpa, &mut changed).await?;
     // Absent from the synced cache, and now there: made just now (the apply refuses a name
     // someone else holds).

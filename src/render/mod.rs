@@ -121,16 +121,13 @@ impl Index {
 
     fn insert(&mut self, ms: Arc<Microservice>) {
         let Some(key) = Self::key(&ms) else { return };
+        if let Some(old) = self.by_name.remove(&key) {
+            self.unlink(&key, &old);
+        }
         for (callee, port) in Self::calls(&ms) {
             self.callers.entry(callee).or_default().insert(key.clone(), port);
         }
-        if let Some(old) = self.by_name.insert(key.clone(), ms.clone()) {
-            // Its old calls, then its new ones again (an old call may also be a new one).
-            self.unlink(&key, &old);
-            for (callee, port) in Self::calls(&ms) {
-                self.callers.entry(callee).or_default().insert(key.clone(), port);
-            }
-        }
+        self.by_name.insert(key, ms);
     }
 
     fn remove(&mut self, namespace: &str, name: &str) {
