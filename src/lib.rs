@@ -5,6 +5,7 @@ pub mod controller;
 pub mod hash;
 pub mod manifest;
 pub mod metrics;
+pub mod policy;
 pub mod render;
 pub mod server;
 pub mod telemetry;

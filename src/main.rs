@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::time::Duration;
 
 use flotilla::controller::{LeaderElection, RunConfig};
+use flotilla::policy::Policy;
 use flotilla::render::{Settings, preview, to_yaml};
 
 #[derive(Parser)]
@@ -30,6 +31,9 @@ enum Command {
         /// Namespace for objects that name none (default: `default`).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        /// The platform policy file the operator runs with (its defaults when absent).
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Run the operator (in-cluster, or with KUBECONFIG).
     Run(RunArgs),
@@ -73,13 +77,17 @@ struct RunArgs {
     /// Cluster DNS domain used in service URLs.
     #[arg(long, env = "FLOTILLA_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
+    /// The platform policy (YAML): what tenants may set, and which namespaces are one tenant.
+    /// Its safe defaults when absent; a file that cannot be used stops the operator at start.
+    #[arg(long, env = "FLOTILLA_POLICY")]
+    policy: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print_yaml(flotilla::api::crds_yaml()),
-        Command::Render { files, namespace } => render_files(&files, namespace.as_deref()),
+        Command::Render { files, namespace, policy } => render_files(&files, namespace.as_deref(), policy.as_deref()),
         Command::Run(args) => run(args),
     }
 }
@@ -90,7 +98,12 @@ fn run(args: RunArgs) -> ExitCode {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         format!("{}-{:06x}", if host.is_empty() { "flotilla" } else { &host }, rand::random::<u32>() & 0xff_ffff)
     });
+    let policy = match load_policy(args.policy.as_deref()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let settings = Settings {
+        policy,
         cluster_domain: args.cluster_domain,
         ingress_namespace: args.ingress_namespace,
         node_local_dns: args.node_local_dns.map(|ip| ip.to_string()),
@@ -124,7 +137,22 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn render_files(files: &[PathBuf], namespace: Option<&str>) -> ExitCode {
+/// The policy at `path`, or the defaults; a file that cannot be used is an error naming its entry.
+fn load_policy(path: Option<&std::path::Path>) -> Result<std::sync::Arc<Policy>, ExitCode> {
+    match path.map(Policy::load).transpose() {
+        Ok(p) => Ok(std::sync::Arc::new(p.unwrap_or_default())),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn render_files(files: &[PathBuf], namespace: Option<&str>, policy: Option<&std::path::Path>) -> ExitCode {
+    let policy = match load_policy(policy) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let manifests = match flotilla::manifest::load(files, namespace) {
         Ok(m) => m,
         Err(errors) => {
@@ -137,7 +165,8 @@ fn render_files(files: &[PathBuf], namespace: Option<&str>) -> ExitCode {
     for s in &manifests.skipped {
         eprintln!("skipped (not a Flotilla object): {s}");
     }
-    let world = manifests.world();
+    let mut world = manifests.world();
+    world.settings.policy = policy;
     let mut values = Vec::new();
     let mut failed = false;
     for ms in &manifests.microservices {

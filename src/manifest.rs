@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::api::defaults::DEFAULT_NAMESPACE;
 use crate::api::{DatabaseClass, Microservice};
 use crate::render::World;
+use crate::render::hosts::HostClaim;
 use crate::validate::{FieldError, validate};
 
 /// What a set of files holds.
@@ -21,6 +22,9 @@ use crate::validate::{FieldError, validate};
 pub struct Manifests {
     pub microservices: Vec<Microservice>,
     pub database_classes: Vec<DatabaseClass>,
+    /// The hosts of the Ingresses among the files (not Flotilla's children): they hold their
+    /// hosts as such Ingresses in a cluster do.
+    pub ingress_hosts: Vec<HostClaim>,
     /// Documents of other kinds, left alone: `file: apiVersion/kind name`.
     pub skipped: Vec<String>,
     /// Where each object was read (`kind`, namespace, name → file and document), so that a second
@@ -29,12 +33,13 @@ pub struct Manifests {
 }
 
 impl Manifests {
-    /// The world these files are rendered in, as `flotilla render` does: their Microservices and
-    /// DatabaseClasses, and the default settings.
+    /// The world these files are rendered in, as `flotilla render` does: their Microservices,
+    /// DatabaseClasses and Ingresses, and the default settings.
     pub fn world(&self) -> World {
         World {
             microservices: self.microservices.iter().cloned().map(Arc::new).collect(),
             database_classes: self.database_classes.iter().cloned().map(Arc::new).collect(),
+            foreign_ingresses: self.ingress_hosts.clone(),
             ..World::default()
         }
     }
@@ -238,6 +243,19 @@ pub fn load_str(text: &str, file: &Path, namespace: Option<&str>, out: &mut Mani
             )),
             _ => {
                 let name = value.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("");
+                if (api_version.as_str(), kind.as_str()) == ("networking.k8s.io/v1", "Ingress") {
+                    let ns = value.pointer("/metadata/namespace").and_then(|v| v.as_str());
+                    let ns = ns.or(namespace).unwrap_or(DEFAULT_NAMESPACE);
+                    let rules = value.pointer("/spec/rules").and_then(|r| r.as_array()).into_iter().flatten();
+                    for host in rules.filter_map(|r| r.get("host")?.as_str()) {
+                        out.ingress_hosts.push(HostClaim {
+                            namespace: ns.to_string(),
+                            name: name.to_string(),
+                            host: host.to_ascii_lowercase(),
+                            created: None,
+                        });
+                    }
+                }
                 out.skipped.push(format!("{}: {api_version}/{kind} {name}", file.display()));
             }
         }

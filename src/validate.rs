@@ -19,11 +19,19 @@ pub struct FieldError {
     pub path: String,
     /// What is wrong, in words a user can act on.
     pub message: String,
+    /// The reason a status and an Event give for it, when it is not a plain invalid spec (a
+    /// host another namespace holds, a refusal by the platform's policy).
+    pub reason: Option<&'static str>,
 }
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self { path: path.into(), message: message.into(), reason: None }
+    }
+
+    /// The same problem, reported with `reason`.
+    pub fn because(self, reason: &'static str) -> Self {
+        Self { reason: Some(reason), ..self }
     }
 }
 
@@ -37,6 +45,17 @@ impl fmt::Display for FieldError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct Invalid(pub Vec<FieldError>);
+
+/// The reason of an invalid spec, when no problem carries one of its own.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+
+impl Invalid {
+    /// The reason to report: the first problem's (the spec's own rules are listed before a
+    /// taken host or a refusal by the policy), [`INVALID_SPEC`] when it has none of its own.
+    pub fn reason(&self) -> &'static str {
+        self.0.first().and_then(|e| e.reason).unwrap_or(INVALID_SPEC)
+    }
+}
 
 /// Checks a Microservice against every rule of the API. An empty result means it is valid.
 pub fn validate(ms: &Microservice) -> Vec<FieldError> {
@@ -380,6 +399,14 @@ fn validate_spec(spec: &MicroserviceSpec, name: &str, namespace: Option<&str>, e
             }
             if let Some(sel) = &a.pod_selector {
                 label_selector(&format!("spec.expose.allowFrom[{i}].podSelector"), sel, &mut err);
+            }
+            if let Some(why) = a.services.as_ref().and_then(|s| rules::too_many(s.len(), rules::MAX_PEERS)) {
+                err(format!("spec.expose.allowFrom[{i}].services"), why);
+            }
+            for (j, svc) in a.services.iter().flatten().enumerate() {
+                if let Some(why) = dns1035_label(svc, MAX_NAME_LEN) {
+                    err(format!("spec.expose.allowFrom[{i}].services[{j}]"), format!("{svc:?} {why}"));
+                }
             }
         }
     }
@@ -1031,6 +1058,14 @@ fn probe(path: &str, kind: &str, p: &k8s_openapi::api::core::v1::Probe, err: &mu
         }
         _ => {}
     };
+    // The kubelet runs probes from the node, outside every NetworkPolicy: a probe reaches this
+    // service's own pod and nothing else.
+    if let Some(host) = p.http_get.as_ref().and_then(|h| h.host.as_ref()) {
+        err(format!("{path}.httpGet.host"), format!("{host:?}: {}", rules::PROBE_HOST));
+    }
+    if let Some(host) = p.tcp_socket.as_ref().and_then(|t| t.host.as_ref()) {
+        err(format!("{path}.tcpSocket.host"), format!("{host:?}: {}", rules::PROBE_HOST));
+    }
     if let Some(h) = &p.http_get {
         port("httpGet", &h.port, err);
         if let Some(scheme) = &h.scheme

@@ -1,6 +1,7 @@
-//! One dependency list drives both sides, also across namespaces: the caller gets a URL and an
-//! egress rule, the callee's NetworkPolicy admits the caller, and changes on either side follow.
-//! The operator here watches all namespaces. Needs `make cluster-up`.
+//! One dependency list drives both sides: the caller gets a URL and an egress rule, the callee's
+//! NetworkPolicy admits the caller, and changes on either side follow. Across namespaces the
+//! callee admits a caller only once its own `expose.allowFrom` consents (tests/cluster_tenants.rs
+//! tries it as an attacker). The operator here watches all namespaces. Needs `make cluster-up`.
 
 mod operator;
 mod support;
@@ -25,11 +26,16 @@ fn admitted(np: &NetworkPolicy) -> Vec<(String, String, i32)> {
                 .namespace_selector
                 .and_then(|s| s.match_labels)
                 .and_then(|m| m.get("kubernetes.io/metadata.name").cloned());
-            let name = peer
-                .pod_selector
-                .and_then(|s| s.match_labels)
-                .and_then(|m| m.get("flotilla.dev/microservice").cloned());
-            if let (Some(ns), Some(name)) = (ns, name) {
+            // A caller by name (matchLabels), or the callers an allowFrom entry names (In).
+            let selector = peer.pod_selector.unwrap_or_default();
+            let mut names: Vec<String> =
+                selector.match_labels.and_then(|m| m.get("flotilla.dev/microservice").cloned()).into_iter().collect();
+            for e in selector.match_expressions.unwrap_or_default() {
+                if e.key == "flotilla.dev/microservice" && e.operator == "In" {
+                    names.extend(e.values.unwrap_or_default());
+                }
+            }
+            for (ns, name) in names.iter().filter_map(|n| Some((ns.clone()?, n))) {
                 for p in rule.ports.clone().unwrap_or_default() {
                     if let Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port)) = p.port {
                         out.push((ns.clone(), name.clone(), port));
@@ -69,8 +75,11 @@ async fn one_dependency_list_drives_both_sides() {
     let an = a.name().to_string();
     let bn = b.name().to_string();
 
-    let payments =
-        |port: i32| json!({"image": "registry.example/payments:1", "ports": [{"name": "http", "port": port}]});
+    // payments consents to web of namespace b.
+    let payments = |port: i32| {
+        json!({"image": "registry.example/payments:1", "ports": [{"name": "http", "port": port}],
+               "expose": {"allowFrom": [{"namespace": bn, "services": ["web"]}]}})
+    };
     let orders = |deps: bool| {
         if deps {
             json!({"image": "registry.example/orders:1", "dependencies": [{"service": "payments"}]})
@@ -78,7 +87,13 @@ async fn one_dependency_list_drives_both_sides() {
             json!({"image": "registry.example/orders:1"})
         }
     };
-    apply_ms(&ams, "payments", payments(8443)).await.unwrap();
+    apply_ms(
+        &ams,
+        "payments",
+        json!({"image": "registry.example/payments:1", "ports": [{"name": "http", "port": 8443}]}),
+    )
+    .await
+    .unwrap();
     apply_ms(&ams, "orders", orders(true)).await.unwrap();
     apply_ms(
         &bms,
@@ -88,11 +103,27 @@ async fn one_dependency_list_drives_both_sides() {
     .await
     .unwrap();
 
+    // web's dependency alone opens nothing in namespace a: web is told why.
+    wait_admitted(&a_np, vec![(an.clone(), "orders".into(), 8443)], "payments to admit orders alone").await;
+    wait_for("web: DependenciesReady=False, NotAdmitted", Duration::from_secs(30), || async {
+        let ms = bms.get("web").await?;
+        let c = ms.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "DependenciesReady");
+        anyhow::Ok(c.is_some_and(|c| c.reason == "NotAdmitted" && c.message.contains(&format!("{an}/payments"))))
+    })
+    .await;
+    // payments consents: web is admitted, and says so.
+    apply_ms(&ams, "payments", payments(8443)).await.unwrap();
     wait_admitted(
         &a_np,
         vec![(an.clone(), "orders".into(), 8443), (bn.clone(), "web".into(), 8443)],
         "payments to admit orders and web",
     )
+    .await;
+    wait_for("web: DependenciesReady=True", Duration::from_secs(30), || async {
+        let ms = bms.get("web").await?;
+        let c = ms.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "DependenciesReady");
+        anyhow::Ok(c.is_some_and(|c| c.status == "True"))
+    })
     .await;
     // Each object is waited for on its own: the callee's policy says nothing about whether the
     // callers' and the callee's own Deployments exist yet.
@@ -153,9 +184,11 @@ async fn one_dependency_list_drives_both_sides() {
     })
     .await;
 
-    // Deleting the caller removes its rule from the callee.
+    // Deleting a caller removes its rule from the callee (web's is payments' own consent, kept
+    // until payments drops it).
+    ams.delete("orders", &DeleteParams::default()).await.unwrap();
+    wait_admitted(&a_np, vec![(bn.clone(), "web".into(), 9443)], "payments to stop admitting the deleted orders").await;
     bms.delete("web", &DeleteParams::default()).await.unwrap();
-    wait_admitted(&a_np, vec![(an.clone(), "orders".into(), 9443)], "payments to stop admitting the deleted web").await;
 
     // A dependency on a service that does not exist is reported, and resolved when it appears.
     apply_ms(

@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 
 /// Layers from the bottom; a module may use its own layer and those before it.
-const LAYERS: [(&str, &[&str]); 6] = [
+const LAYERS: [(&str, &[&str]); 7] = [
     ("utility", &["hash", "telemetry"]),
     ("api", &["api"]),
     ("validate", &["validate"]),
+    ("policy", &["policy"]),
     ("render", &["render", "manifest"]),
     ("metrics", &["metrics", "server"]),
     ("controller", &["controller"]),

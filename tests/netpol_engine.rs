@@ -449,6 +449,7 @@ fn check_world(input: &Input) -> usize {
         microservices: input.microservices.iter().cloned().map(Arc::new).collect(),
         database_classes: input.classes.iter().cloned().map(Arc::new).collect(),
         settings: input.settings.clone(),
+        foreign_ingresses: Vec::new(),
     };
     let mut values = Vec::new();
     for ms in &input.microservices {

@@ -190,13 +190,15 @@ proptest! {
         prop_assert!(dns_ports.contains(&("UDP".into(), 53)) && dns_ports.contains(&("TCP".into(), 53)));
         prop_assert_eq!(np.policy_types.clone().unwrap(), vec!["Ingress".to_string(), "Egress".to_string()]);
 
-        // Every caller in the world is admitted.
+        // Every caller of its own namespace is admitted by name; a caller from another namespace
+        // never is, by its dependency alone (only `expose.allowFrom` admits other namespaces).
         let ingress = np.ingress.clone().unwrap_or_default();
         for caller in w.callers_of(&ns, &name) {
             let admitted = ingress.iter().any(|r| r.from.iter().flatten().any(|p| {
                 p.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref()).and_then(|m| m.get("flotilla.dev/microservice")) == Some(&caller.name)
+                    && p.namespace_selector.as_ref().and_then(|s| s.match_labels.as_ref()).and_then(|m| m.get("kubernetes.io/metadata.name")) == Some(&caller.namespace)
             }));
-            prop_assert!(admitted, "caller {} not admitted", caller.name);
+            prop_assert_eq!(admitted, caller.namespace == ns, "caller {}/{} of {}/{}", caller.namespace, caller.name, ns, name);
         }
 
         // Deterministic: same input, byte-identical output, whatever the order of the world.

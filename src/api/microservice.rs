@@ -371,6 +371,12 @@ pub struct AllowFrom {
     /// Only pods of that namespace matching this selector (all of its pods when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_selector: Option<LabelSelector>,
+    /// Only the pods of these Microservices of that namespace (with `podSelector`, pods that
+    /// match both). This is how a service consents to callers from another namespace: their
+    /// dependency on it opens nothing on its side by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = rules::MAX_PEERS))]
+    pub services: Option<Vec<String>>,
 }
 
 /// Rolling update settings.

@@ -34,6 +34,9 @@ pub fn out_of_range(value: i32, min: i32, max: i32) -> Option<String> {
     (!(min..=max).contains(&value)).then(|| format!("{value} is out of range {min}..={max}"))
 }
 
+/// A probe's `host`.
+pub const PROBE_HOST: &str = "must not be set: the kubelet would connect to that address from the node, outside \
+    every NetworkPolicy; a probe checks this service's own pod (leave host out)";
 /// `spec.replicas` beside `spec.autoscaling`.
 pub const REPLICAS_WITH_AUTOSCALING: &str =
     "must not be set together with spec.autoscaling: the HorizontalPodAutoscaler owns the replica count";

@@ -34,6 +34,8 @@ pub struct Caches {
     pub ingresses: Cache<Ingress>,
     pub stateful_sets: Cache<StatefulSet>,
     pub secrets: Cache<Secret>,
+    /// Ingresses Flotilla did not make (any label but managed-by flotilla): the hosts they hold.
+    pub foreign_ingresses: Store<Ingress>,
 }
 
 pub struct Context {
@@ -97,6 +99,7 @@ impl Context {
             ingresses: Cache::default(),
             stateful_sets: Cache::default(),
             secrets: Cache::default(),
+            foreign_ingresses: store().0,
         };
         let reporter = Reporter { controller: crate::api::contract::MANAGER.into(), instance: None };
         let settings = crate::render::Settings::default();

@@ -37,7 +37,7 @@ impl Error {
     /// A small fixed set of values, safe as a metric label.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Invalid(_) => "InvalidSpec",
+            Error::Invalid(invalid) => invalid.reason(),
             Error::ChildConflict { .. } => "ChildConflict",
             Error::Serialize { .. } => "Serialization",
             Error::Kube { source, .. } => match source {

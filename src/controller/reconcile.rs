@@ -67,7 +67,11 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     // One snapshot of the world serves the render and the status.
     let world = world_of(&ms, &ctx).await?;
     let result = converge(&ms, &ctx, &world).await;
-    let mut observed = Observed { missing_dependencies: missing_dependencies(&ms, &world), ..Default::default() };
+    let mut observed = Observed {
+        missing_dependencies: missing_dependencies(&ms, &world),
+        not_admitted: world.not_admitting(&ms),
+        ..Default::default()
+    };
     let mut db_pending = false;
     match &result {
         Ok(Converged { deployment, hpa, paused, database, .. }) => {
@@ -144,7 +148,45 @@ async fn converge(ms: &Microservice, ctx: &Context, world: &World) -> Result<Con
 /// DatabaseClasses when the service has a database, and the operator's settings.
 async fn world_of(ms: &Microservice, ctx: &Context) -> Result<World, Error> {
     let database_classes = if ms.spec.database.is_some() { database_classes(ctx).await? } else { Vec::new() };
-    Ok(World { microservices: ctx.fleet.clone(), database_classes, settings: ctx.settings.clone() })
+    let foreign_ingresses = match render::hosts::claimed_host(ms) {
+        Some(host) => foreign_claims(ctx, &host).await?,
+        None => Vec::new(),
+    };
+    Ok(World { microservices: ctx.fleet.clone(), database_classes, settings: ctx.settings.clone(), foreign_ingresses })
+}
+
+/// The Ingresses Flotilla did not make that claim `host`: from their watch once it has synced,
+/// listed before that.
+async fn foreign_claims(ctx: &Context, host: &str) -> Result<Vec<render::hosts::HostClaim>, Error> {
+    use futures::FutureExt;
+    use k8s_openapi::api::networking::v1::Ingress;
+    let store = &ctx.caches.foreign_ingresses;
+    let ingresses: Vec<Arc<Ingress>> = match store.wait_until_ready().now_or_never() {
+        Some(Ok(())) => store.state(),
+        _ => {
+            let api: Api<Ingress> = Api::all(ctx.client.clone());
+            let selector = format!("{}!={}", crate::api::contract::MANAGED_BY_LABEL, crate::api::contract::MANAGER);
+            let list = api
+                .list(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .map_err(Error::kube("list Ingresses"))?;
+            list.items.into_iter().map(Arc::new).collect()
+        }
+    };
+    Ok(ingresses
+        .iter()
+        .flat_map(|ing| {
+            let rules = ing.spec.iter().flat_map(|s| s.rules.iter().flatten());
+            rules.filter_map(|r| r.host.as_deref()).filter(|h| h.eq_ignore_ascii_case(host)).map(|h| {
+                render::hosts::HostClaim {
+                    namespace: ing.namespace().unwrap_or_default(),
+                    name: ing.name_any(),
+                    host: h.to_ascii_lowercase(),
+                    created: ing.metadata.creation_timestamp.clone(),
+                }
+            })
+        })
+        .collect())
 }
 
 /// The children after they were applied.

@@ -31,6 +31,8 @@ pub struct Observed<'a> {
     pub blocked: Option<(&'static str, String)>,
     /// Dependencies that name no existing Microservice (`namespace/name`).
     pub missing_dependencies: Vec<String>,
+    /// Dependencies in another team's namespace whose service does not admit this one.
+    pub not_admitted: Vec<String>,
     /// The operator is told to leave the children alone.
     pub paused: bool,
     /// The service's database, when it has one.
@@ -214,15 +216,29 @@ pub fn compute(ms: &Microservice, seen: &Observed, settings: &Settings, now: Tim
         None => cond(AVAILABLE, None, "NoDeploymentStatus", "the Deployment reports no availability yet".into()),
     });
     if ms.spec.dependencies.iter().flatten().any(|d| d.service.is_some()) {
-        conditions.push(if seen.missing_dependencies.is_empty() {
-            cond(DEPENDENCIES_READY, Some(true), "AllFound", "every service dependency exists".into())
-        } else {
+        let name = ms.metadata.name.as_deref().unwrap_or_default();
+        conditions.push(if !seen.missing_dependencies.is_empty() {
             cond(
                 DEPENDENCIES_READY,
                 Some(false),
                 "DependencyNotFound",
                 format!("no Microservice {}", seen.missing_dependencies.join(", ")),
             )
+        } else if !seen.not_admitted.is_empty() {
+            cond(
+                DEPENDENCIES_READY,
+                Some(false),
+                "NotAdmitted",
+                format!(
+                    "{} in another team's namespace does not admit this service: its owners would add \
+                     expose.allowFrom: [{{namespace: {}, services: [{name}]}}] to it (or the platform declare both \
+                     namespaces one tenant); until then its NetworkPolicy refuses these calls",
+                    seen.not_admitted.join(", "),
+                    ms.ns()
+                ),
+            )
+        } else {
+            cond(DEPENDENCIES_READY, Some(true), "AllFound", "every service dependency exists".into())
         });
     }
     if ms.spec.autoscaling.is_some() && seen.blocked.is_none() && !seen.paused {

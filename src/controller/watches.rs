@@ -119,6 +119,17 @@ pub fn build(
     let (ingresses, ingress_events) = owned(api::<Ingress>(client, ns), children.clone());
     let (stateful_sets, stateful_set_events) = owned(api::<StatefulSet>(client, ns), children.clone());
     let (secrets, secret_events) = owned(api::<Secret>(client, ns), children.clone());
+    // Ingresses Flotilla did not make hold their hosts too: a change of one reconciles the
+    // services that claim one of its hosts. Only their hosts and age are kept.
+    let (foreign_ingresses, foreign_writer) = reflector::store::<Ingress>();
+    let foreign =
+        watcher::watcher(api::<Ingress>(client, ns), list_pages().labels(&format!("{MANAGED_BY_LABEL}!={MANAGER}")))
+            .modify(|ing| {
+                ing.metadata.managed_fields = None;
+                ing.metadata.annotations = None;
+                ing.status = None;
+            });
+    let foreign_events = reflector(foreign_writer, foreign).touched_objects();
     let caches = Caches {
         deployments,
         services,
@@ -129,6 +140,7 @@ pub fn build(
         ingresses,
         stateful_sets,
         secrets,
+        foreign_ingresses,
     };
     let controller = Controller::for_stream(microservices, reader)
         .owns_stream(deployment_events)
@@ -144,6 +156,14 @@ pub fn build(
     let controller = controller.watches_stream(secret_events, |secret: Secret| {
         let service = secret.labels().get(SELECTOR_LABEL)?.clone();
         Some(ObjectRef::new(&service).within(secret.namespace()?.as_str()))
+    });
+    let claimers = fleet.clone();
+    let controller = controller.watches_stream(foreign_events, move |ing: Ingress| {
+        let hosts = ing.spec.iter().flat_map(|s| s.rules.iter().flatten()).filter_map(|r| r.host.as_deref());
+        hosts
+            .flat_map(|h| claimers.claimers_of(&h.to_ascii_lowercase()))
+            .map(|ms| ObjectRef::from(ms.as_ref()))
+            .collect::<Vec<_>>()
     });
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls
@@ -226,13 +246,18 @@ fn related(
 ) -> Vec<ObjectRef<Microservice>> {
     let me = ObjectRef::from(ms);
     let own_ns = ms.ns().to_string();
-    let callees: HashSet<ObjectRef<Microservice>> = ms
+    // Its callees, and the other claimers of its host (one of them may hold it, or take it
+    // over when this one goes): remembered, so that those of before a change are told too.
+    let mut callees: HashSet<ObjectRef<Microservice>> = ms
         .spec
         .dependencies
         .iter()
         .flatten()
         .filter_map(|d| d.target(&own_ns).map(|(ns, svc)| ObjectRef::new(svc).within(ns)))
         .collect();
+    if let Some(host) = crate::render::hosts::claimed_host(ms) {
+        callees.extend(fleet.claimers_of(&host).iter().map(|o| ObjectRef::from(o.as_ref())));
+    }
     let previous = {
         let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
         if ms.metadata.deletion_timestamp.is_some() {

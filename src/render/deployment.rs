@@ -27,10 +27,7 @@ pub(super) fn deployment(input: &Input) -> Deployment {
     let identity = pod.security_context.clone().unwrap_or_default();
     let resources = resources(spec.resources.as_ref());
 
-    let mut pod_labels = input.labels();
-    for (k, v) in pod.labels.iter().flatten() {
-        pod_labels.entry(k.clone()).or_insert_with(|| v.clone());
-    }
+    let pod_labels = super::pod_labels(input.ms);
 
     Deployment {
         metadata: input.meta(input.name),

@@ -13,7 +13,7 @@ pub(super) fn ingress(input: &Input) -> Option<Ingress> {
     Some(Ingress {
         metadata: input.meta(input.name),
         spec: Some(IngressSpec {
-            ingress_class_name: ing.class_name.clone(),
+            ingress_class_name: input.world.settings.policy.ingress_class(ing.class_name.as_deref()),
             rules: Some(vec![IngressRule {
                 host: Some(ing.host.clone()),
                 http: Some(HTTPIngressRuleValue {

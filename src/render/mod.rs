@@ -5,13 +5,14 @@
 
 pub mod database;
 pub mod deployment;
+pub mod hosts;
 mod hpa;
 mod ingress;
 mod network_policy;
 mod pdb;
 mod service;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, NAME_LABEL, SELECTOR_LABEL};
 use crate::api::{DatabaseClass, Microservice, MicroserviceSpec, PortSpec};
+use crate::policy::{POLICY_DENIED, Policy};
 use crate::validate::{FieldError, Invalid, validate};
 use database::{ClassProblem, DatabaseChildren};
 
@@ -41,6 +43,8 @@ pub struct Settings {
     pub node_local_dns: Option<String>,
     /// Namespace of the ingress controller, admitted to services with `expose.ingress`.
     pub ingress_namespace: String,
+    /// The platform's policy: what tenants may set, and which namespaces are one tenant.
+    pub policy: Arc<Policy>,
 }
 
 impl Default for Settings {
@@ -51,6 +55,7 @@ impl Default for Settings {
             dns_pod_labels: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
             node_local_dns: None,
             ingress_namespace: "ingress-nginx".into(),
+            policy: Arc::default(),
         }
     }
 }
@@ -64,6 +69,8 @@ pub struct World {
     pub database_classes: Vec<Arc<DatabaseClass>>,
     /// Operator settings.
     pub settings: Settings,
+    /// Ingresses Flotilla did not make that claim the host of the service rendered.
+    pub foreign_ingresses: Vec<hosts::HostClaim>,
 }
 
 /// Every Microservice known, looked up by name and by callee. Cloning shares it; the operator
@@ -81,6 +88,9 @@ struct Index {
     by_name: HashMap<Key, Arc<Microservice>>,
     /// Callers of each namespace/name, by the caller's namespace/name, with the port it asked for.
     callers: HashMap<Key, BTreeMap<Key, Option<String>>>,
+    /// The services that claim each host (lowercase), being deleted or not: a host is held
+    /// until its holder is gone.
+    hosts: HashMap<String, BTreeSet<Key>>,
 }
 
 impl Index {
@@ -119,13 +129,28 @@ impl Index {
         }
     }
 
+    fn unclaim(&mut self, key: &Key, ms: &Microservice) {
+        if let Some(host) = hosts::claimed_host(ms)
+            && let Some(claimers) = self.hosts.get_mut(&host)
+        {
+            claimers.remove(key);
+            if claimers.is_empty() {
+                self.hosts.remove(&host);
+            }
+        }
+    }
+
     fn insert(&mut self, ms: Arc<Microservice>) {
         let Some(key) = Self::key(&ms) else { return };
         if let Some(old) = self.by_name.remove(&key) {
             self.unlink(&key, &old);
+            self.unclaim(&key, &old);
         }
         for (callee, port) in Self::calls(&ms) {
             self.callers.entry(callee).or_default().insert(key.clone(), port);
+        }
+        if let Some(host) = hosts::claimed_host(&ms) {
+            self.hosts.entry(host).or_default().insert(key.clone());
         }
         self.by_name.insert(key, ms);
     }
@@ -134,6 +159,7 @@ impl Index {
         let key = (namespace.to_string(), name.to_string());
         if let Some(old) = self.by_name.remove(&key) {
             self.unlink(&key, &old);
+            self.unclaim(&key, &old);
         }
     }
 }
@@ -207,6 +233,15 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// The services that claim `host` (lowercase) in `expose.ingress`.
+    pub fn claimers_of(&self, host: &str) -> Vec<Arc<Microservice>> {
+        let index = self.read();
+        let Some(keys) = index.hosts.get(host) else { return Vec::new() };
+        keys.iter().filter_map(|k| index.by_name.get(k).cloned()).collect()
+    }
+}
+
 impl From<Vec<Arc<Microservice>>> for Fleet {
     fn from(items: Vec<Arc<Microservice>>) -> Fleet {
         Fleet::of(items)
@@ -228,6 +263,38 @@ impl World {
     /// See [`Fleet::callers_of`].
     pub fn callers_of(&self, namespace: &str, name: &str) -> Vec<Caller> {
         self.microservices.callers_of(namespace, name)
+    }
+
+    /// Whether `callee` admits the pods of `caller` on its side: always within one namespace or
+    /// tenant; across tenants only when the callee's own `expose.allowFrom` says so. A caller's
+    /// word alone never opens another team's service.
+    pub fn admits(&self, callee: &Microservice, caller: &Microservice) -> bool {
+        let (callee_ns, caller_ns) = (callee.ns(), caller.ns());
+        if self.settings.policy.same_tenant(callee_ns, caller_ns) {
+            return true;
+        }
+        let name = caller.metadata.name.as_deref().unwrap_or_default();
+        let labels = pod_labels(caller);
+        callee.spec.expose.iter().flat_map(|e| e.allow_from.iter().flatten()).any(|a| {
+            a.namespace == caller_ns
+                && a.services.as_ref().is_none_or(|s| s.iter().any(|s| s == name))
+                && a.pod_selector.as_ref().is_none_or(|sel| selector_matches(sel, &labels))
+        })
+    }
+
+    /// The services `ms` depends on that exist and do not admit it (`namespace/name`).
+    pub fn not_admitting(&self, ms: &Microservice) -> Vec<String> {
+        let own = ms.ns();
+        let mut out = Vec::new();
+        for (ns, svc) in ms.spec.dependencies.iter().flatten().filter_map(|d| d.target(own)) {
+            if let Some(callee) = self.find(ns, svc)
+                && !self.admits(&callee, ms)
+                && !out.contains(&format!("{ns}/{svc}"))
+            {
+                out.push(format!("{ns}/{svc}"));
+            }
+        }
+        out
     }
 
     /// Problems only the world shows: children of `ms` that would carry the same name as another
@@ -391,10 +458,31 @@ impl<'a> Checked<'a> {
 pub fn check<'a>(ms: &'a Microservice, world: &'a World) -> Result<Checked<'a>, Invalid> {
     let mut errs = validate(ms);
     errs.extend(world.clashes(ms));
+    errs.extend(world.settings.policy.check(ms));
+    errs.extend(hosts::taken(ms, world));
+    let input = Input::new(ms, world);
+    // The default class, when the spec names none, is bounded by the policy as a named one is.
+    if let Some(Ok(class)) = &input.class
+        && ms.spec.database.as_ref().is_some_and(|d| d.class.is_none())
+        && let Some(class_name) = class.metadata.name.as_deref()
+        && !world.settings.policy.class_open_to(class_name, input.namespace)
+    {
+        errs.push(
+            FieldError::new(
+                "spec.database.class",
+                format!(
+                    "the default DatabaseClass {class_name:?} is not open to namespace {} (platform policy \
+                     databaseClasses); name a class this namespace may use",
+                    input.namespace
+                ),
+            )
+            .because(POLICY_DENIED),
+        );
+    }
     if !errs.is_empty() {
         return Err(Invalid(errs));
     }
-    Ok(Checked { input: Input::new(ms, world) })
+    Ok(Checked { input })
 }
 
 /// Stage 2: the children of a checked Microservice.
@@ -445,11 +533,7 @@ impl<'a> Input<'a> {
 
     /// Labels of every child.
     pub fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (NAME_LABEL.to_string(), self.name.to_string()),
-            (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
-            (SELECTOR_LABEL.to_string(), self.name.to_string()),
-        ])
+        child_labels(self.name)
     }
 
     /// Metadata of a child named `name`, owned by the Microservice.
@@ -487,6 +571,44 @@ impl<'a> Input<'a> {
             None => self.spec.replicas() > 1,
         }
     }
+}
+
+/// The labels of the pods of `ms`: Flotilla's, then the spec's own (which cannot replace them).
+pub fn pod_labels(ms: &Microservice) -> BTreeMap<String, String> {
+    let mut labels = child_labels(ms.metadata.name.as_deref().unwrap_or_default());
+    for (k, v) in ms.spec.pod.iter().flat_map(|p| p.labels.iter().flatten()) {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    labels
+}
+
+/// Whether `labels` match `sel` (matchLabels and matchExpressions, as the API server reads them).
+pub fn selector_matches(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let by_labels = sel.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    by_labels
+        && sel.match_expressions.iter().flatten().all(|e| {
+            let value = labels.get(&e.key);
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Labels of every child of the Microservice `name`.
+fn child_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (NAME_LABEL.to_string(), name.to_string()),
+        (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
+        (SELECTOR_LABEL.to_string(), name.to_string()),
+    ])
 }
 
 /// Selector of the pods of the Microservice `name`.

@@ -7,14 +7,14 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::database;
 use super::{Input, callee_port, selector_labels};
-use crate::api::PortSpec;
-use crate::api::contract::NAMESPACE_NAME_LABEL;
+use crate::api::contract::{NAMESPACE_NAME_LABEL, SELECTOR_LABEL};
 use crate::api::databaseclass::Provisioner;
+use crate::api::{AllowFrom, PortSpec};
 
 pub(super) fn network_policy(input: &Input) -> NetworkPolicy {
     NetworkPolicy {
@@ -32,8 +32,12 @@ fn ingress_rules(input: &Input) -> Vec<NetworkPolicyIngressRule> {
     let all_ports: Vec<NetworkPolicyPort> = input.ports.iter().map(np_port).collect();
     let mut rules = Vec::new();
 
-    // Dependents: each caller's pods, on the port it calls.
-    for caller in input.world.callers_of(input.namespace, input.name) {
+    // Dependents of the same team (namespace or tenant): each caller's pods, on the port it
+    // calls. A caller from another team is admitted only by `expose.allowFrom`, below: its
+    // dependency alone opens nothing here.
+    let policy = &input.world.settings.policy;
+    let callers = input.world.callers_of(input.namespace, input.name);
+    for caller in callers.into_iter().filter(|c| policy.same_tenant(&c.namespace, input.namespace)) {
         let port = callee_port(Some(input.spec), caller.port.as_deref());
         rules.push(NetworkPolicyIngressRule {
             from: Some(vec![service_peer(&caller.name, &caller.namespace)]),
@@ -56,7 +60,7 @@ fn ingress_rules(input: &Input) -> Vec<NetworkPolicyIngressRule> {
                 // Namespace and pod selector in one peer: pods matching both, not either.
                 from: Some(vec![NetworkPolicyPeer {
                     namespace_selector: Some(namespace_selector(&a.namespace)),
-                    pod_selector: a.pod_selector.clone(),
+                    pod_selector: allowed_pods(a),
                     ..Default::default()
                 }]),
                 ports: Some(all_ports.clone()),
@@ -68,6 +72,7 @@ fn ingress_rules(input: &Input) -> Vec<NetworkPolicyIngressRule> {
 
 fn egress_rules(input: &Input) -> Vec<NetworkPolicyEgressRule> {
     let settings = &input.world.settings;
+    let policy = &settings.policy;
     let dns_port = |protocol: &str| NetworkPolicyPort {
         protocol: Some(protocol.into()),
         port: Some(IntOrString::Int(53)),
@@ -101,8 +106,13 @@ fn egress_rules(input: &Input) -> Vec<NetworkPolicyEgressRule> {
         }
         if let Some(ext) = &d.external {
             rules.push(NetworkPolicyEgressRule {
+                // The networks no service may reach are carved out (a dependency that lies
+                // wholly inside one is refused by the policy before rendering).
                 to: Some(vec![NetworkPolicyPeer {
-                    ip_block: Some(IPBlock { cidr: ext.cidr.clone(), except: None }),
+                    ip_block: Some(IPBlock {
+                        cidr: ext.cidr.clone(),
+                        except: policy.egress_except(&ext.cidr).ok().filter(|e| !e.is_empty()),
+                    }),
                     ..Default::default()
                 }]),
                 // TCP only, as documented: without `ports`, every TCP port (a rule with no
@@ -155,6 +165,19 @@ fn database_egress(input: &Input) -> Option<NetworkPolicyEgressRule> {
             }]
         }),
     })
+}
+
+/// The pods an `allowFrom` entry admits in its namespace: those its selector matches, of the
+/// services it names (both, when it has both).
+fn allowed_pods(a: &AllowFrom) -> Option<LabelSelector> {
+    let Some(services) = &a.services else { return a.pod_selector.clone() };
+    let mut sel = a.pod_selector.clone().unwrap_or_default();
+    sel.match_expressions.get_or_insert_with(Vec::new).push(LabelSelectorRequirement {
+        key: SELECTOR_LABEL.into(),
+        operator: "In".into(),
+        values: Some(services.clone()),
+    });
+    Some(sel)
 }
 
 /// The pods of Microservice `namespace/name`: pod and namespace selector in one peer (AND).

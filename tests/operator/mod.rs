@@ -148,6 +148,18 @@ fn operator_kubeconfig(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// The policy the tests' operators run with unless a test gives its own: it leaves open what a
+/// platform may open, so that tests of other features meet no refusal of the shipped defaults
+/// (tests/cluster_tenants.rs runs with those).
+pub fn open_policy_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy-open.yaml")
+}
+
+/// [`open_policy_path`], read.
+pub fn open_policy() -> std::sync::Arc<flotilla::policy::Policy> {
+    std::sync::Arc::new(flotilla::policy::Policy::load(&open_policy_path()).expect("the open test policy"))
+}
+
 /// A running `flotilla run` process, killed on drop.
 pub struct Operator {
     child: Option<Child>,
@@ -197,6 +209,9 @@ impl Operator {
             .stderr(file);
         if let Some(ns) = opts.namespace {
             cmd.arg(format!("--namespace={ns}"));
+        }
+        if !args.iter().any(|a| a.starts_with("--policy")) {
+            cmd.arg(format!("--policy={}", open_policy_path().display()));
         }
         let child = cmd.spawn().expect("start flotilla run");
         let mut op = Operator {
