@@ -154,3 +154,55 @@ fn absurd_input_is_refused_before_it_costs_memory() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A host is held once in `flotilla render` as in the operator: a later claim from another
+/// namespace, and a claim on a hand-made Ingress's host, exit 2 naming the host and its holder.
+#[test]
+fn render_refuses_a_host_another_namespace_holds() {
+    let (code, stdout, stderr) = flotilla(&["render", "-f", "tests/fixtures/tenants/two-teams.yaml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(
+            "error: fake-login: spec.expose.ingress.host: \"shop.example.com\" is held by Microservice shop/web"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "error: old-site: spec.expose.ingress.host: \"legacy.example.com\" is held by Ingress shop/legacy"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error: web:"), "the holder renders: {stderr}");
+}
+
+/// `--policy` is the operator's file: its refusals name the field and the entry, and a file that
+/// cannot be used is an error naming its entry.
+#[test]
+fn render_reads_the_platform_policy() {
+    let spec = "tests/fixtures/tenants/policy.yaml";
+    let (code, _, stderr) = flotilla(&["render", "--policy", spec, "-f", "tests/fixtures/tenants/two-teams.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("error: web: spec.expose.ingress.host: \"shop.example.com\" is not a host namespace shop may publish (platform policy ingress.hosts: *.shop.apps.example.com)"), "{stderr}");
+    // The shop example is within the shipped defaults, written out in config/manager/policy.yaml.
+    let (code, _, stderr) = flotilla(&["render", "--policy", "config/manager/policy.yaml", "-f", "examples/shop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = flotilla(&["render", "--policy", spec, "-f", "examples/shop"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is above the platform's ceiling of 3 (platform policy ceilings.replicas)"), "{stderr}");
+    let bad = std::env::temp_dir().join(format!("flotilla-bad-policy-{}.yaml", std::process::id()));
+    std::fs::write(&bad, "ceilings: {memory: lots}\n").unwrap();
+    let (code, _, stderr) = flotilla(&["render", "--policy", bad.to_str().unwrap(), "-f", "examples/shop"]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("ceilings.memory: \"lots\" is not a quantity"), "{stderr}");
+}
+
+/// The policy shipped in config/manager is the defaults the operator has without one, written
+/// out for the platform team to change.
+#[test]
+fn the_shipped_policy_is_the_default_policy() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/manager/policy.yaml");
+    assert_eq!(flotilla::policy::Policy::load(&shipped).unwrap(), flotilla::policy::Policy::default());
+}
