@@ -2,13 +2,15 @@
 //! the operator makes, by verb and resource (which is how "a converged service causes no writes"
 //! is checked).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::Request;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -30,6 +32,11 @@ pub struct Metrics {
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub api_requests: Family<RequestLabels, Counter>,
+    /// Distinct Microservices reconciled since the process started: after a restart, how much
+    /// of the fleet it has looked at (repeats of one service do not count).
+    pub reconciled_objects: Gauge,
+    /// Hashes of `namespace/name` of [`Metrics::reconciled_objects`] (8 bytes a service).
+    seen: Mutex<HashSet<u64>>,
 }
 
 impl Default for Metrics {
@@ -39,11 +46,17 @@ impl Default for Metrics {
         let failures = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let api_requests = Family::<RequestLabels, Counter>::default();
+        let reconciled_objects = Gauge::default();
         registry.register("reconciles", "Reconciliations started", reconciles.clone());
         registry.register("reconcile_errors", "Failed reconciliations by error category", failures.clone());
         registry.register("reconcile_duration_seconds", "Duration of reconciliations", duration.clone());
         registry.register("api_requests", "Requests to the Kubernetes API by verb and resource", api_requests.clone());
-        Self { registry, reconciles, failures, duration, api_requests }
+        registry.register(
+            "microservices_reconciled",
+            "Distinct Microservices reconciled since the process started",
+            reconciled_objects.clone(),
+        );
+        Self { registry, reconciles, failures, duration, api_requests, reconciled_objects, seen: Mutex::default() }
     }
 }
 
@@ -60,6 +73,17 @@ impl Metrics {
     pub fn reconcile(self: &Arc<Self>) -> ReconcileGuard {
         self.reconciles.inc();
         ReconcileGuard { metrics: self.clone(), start: Instant::now() }
+    }
+
+    /// Notes that the Microservice `namespace/name` was reconciled.
+    pub fn reconciled(&self, namespace: &str, name: &str) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (namespace, name).hash(&mut h);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.insert(h.finish()) {
+            self.reconciled_objects.set(seen.len() as i64);
+        }
     }
 
     /// Counts a request about to be sent.

@@ -580,7 +580,7 @@ async fn converged_services_cause_no_writes_even_after_restart() {
     op.wait_ready().await;
     op.wait_leading(&s.client).await;
     wait_for("the restarted operator to reconcile both services", Duration::from_secs(30), || async {
-        op.reconciles_done() >= 2
+        op.services_reconciled() >= 2
     })
     .await;
     let metrics = op.metrics();

@@ -437,7 +437,7 @@ async fn scale() {
     op.wait_ready().await;
     op.wait_leading(&client).await;
     let restart_limit = Duration::from_secs(300);
-    until_count("restart: services looked at", n, restarted, restart_limit, || op.reconciles_done() as usize).await;
+    until_count("restart: services looked at", n, restarted, restart_limit, || op.services_reconciled() as usize).await;
     let restart_settled = op.settled(Duration::from_secs(2)).await;
     let restart_ready = restarted.elapsed() - Duration::from_secs(2);
     let restart_writes = restart_settled;

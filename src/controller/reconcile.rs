@@ -36,6 +36,7 @@ const FIRST_STATUS: Duration = Duration::from_secs(5);
 #[tracing::instrument(skip_all, fields(namespace = ms.ns(), name = ms.name_any()))]
 pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile();
+    ctx.metrics.reconciled(ms.ns(), &ms.name_any());
     if let Some(problem) = guard::problem(&ms) {
         // A stand-in for an object this build cannot read: report it, touch nothing else.
         report_unreadable(&ctx, &ms, problem).await?;

@@ -256,10 +256,7 @@ impl Operator {
             Some(Err(e)) => format!("state unknown: {e}"),
             None => "stopped by the test".to_string(),
         };
-        let logs = self.logs();
-        let lines: Vec<&str> = logs.lines().collect();
-        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        format!("operator {state}; log {}:\n{tail}", self.log.display())
+        format!("operator {state}; log {}:\n{}", self.log.display(), self.log_tail())
     }
 
     /// Waits until /readyz answers 200 (caches synced, or standing by); on a timeout the failure
@@ -301,6 +298,8 @@ impl Operator {
     /// still in flight when a test takes its baseline would otherwise count against the test.
     pub async fn settled(&self, quiet: Duration) -> u64 {
         let sample = || {
+            // A dead operator writes nothing: that is no proof of anything.
+            assert!(self.alive(), "the operator is not running; log {}:\n{}", self.log.display(), self.log_tail());
             let m = self.metrics();
             let started = counter(&m, "flotilla_reconciles_total");
             let finished = counter(&m, "flotilla_reconcile_duration_seconds_count");
@@ -325,8 +324,43 @@ impl Operator {
         counter(&self.metrics(), "flotilla_reconcile_duration_seconds_count")
     }
 
+    /// Distinct Microservices reconciled since the process started.
+    pub fn services_reconciled(&self) -> u64 {
+        counter(&self.metrics(), "flotilla_microservices_reconciled")
+    }
+
+    /// The /metrics text. An operator that cannot be read fails the test with its log's end,
+    /// rather than reading as one that did nothing (a busy machine gets three tries).
     pub fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").map(|(_, body)| body).unwrap_or_default()
+        for _ in 0..3 {
+            if let Some((200, body)) = http_get(self.metrics_port, "/metrics") {
+                return body;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "cannot read /metrics on :{} (operator {}); log {}:\n{}",
+            self.metrics_port,
+            if self.alive() { "running" } else { "not running" },
+            self.log.display(),
+            self.log_tail()
+        );
+    }
+
+    /// Whether the process runs (not exited, not a zombie), without waiting on it.
+    pub fn alive(&self) -> bool {
+        let Some(pid) = self.child.as_ref().map(Child::id) else { return false };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    }
+
+    /// The last 40 lines of the log.
+    pub fn log_tail(&self) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// Sum of `flotilla_api_requests_total` over write verbs, except the leader Lease and Events
