@@ -89,11 +89,9 @@ demo-gitops:
 demo-down:
 	@scripts/demo.sh down
 
-## The figures in the README: the cluster tests' timings (needs a running cluster) and the
-## cluster's own (pod start, claim binding, memory).
+## The figures in the README, with the commit they were measured at: the cluster tests' timings,
+## one test at a time (needs the local cluster), the CLI's and the NetworkPolicy engine's, then the
+## cluster's own (pod start, claim binding, memory). Fails when a test fails.
 .PHONY: figures
 figures:
-	@$(MAKE) --no-print-directory cluster-up >/dev/null
-	@FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test -q $(addprefix --test ,$(CLUSTER_TESTS)) -- --nocapture --test-threads=1 2>&1 \
-		| sed 's/^[.]*//' | grep -E '^[a-zA-Z].*: [0-9.]+s' || true
-	@$(MAKE) --no-print-directory cluster-smoke
+	@CLUSTER_TESTS="$(CLUSTER_TESTS)" CARGO="$(CARGO)" scripts/figures.sh

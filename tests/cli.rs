@@ -16,6 +16,30 @@ fn flotilla(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// [`flotilla`], measured: exit code, stdout, stderr, wall seconds and the process's own peak
+/// resident memory in KiB (from wait4, so no other child of the test process counts).
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which also gives its resource usage")]
+fn measured(args: &[&str], dir: &Path) -> (i32, String, String, f64, i64) {
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let started = std::time::Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("flotilla runs");
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for this child, which is reaped only here.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
+    let seconds = started.elapsed().as_secs_f64();
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    (code, read(&out_path), read(&err_path), seconds, usage.ru_maxrss)
+}
+
 /// Each file in tests/fixtures/invalid states, in `# expect:` lines, messages it must produce.
 #[test]
 fn invalid_files_exit_2_naming_the_field() {
@@ -146,7 +170,10 @@ fn absurd_input_is_refused_before_it_costs_memory() {
             text.push_str(&format!("  - service: s{i}\n"));
         }
         std::fs::write(&path, text).unwrap();
-        let (code, out, err) = flotilla(&["render", "-f", path.to_str().unwrap()]);
+        let (code, out, err, seconds, peak_kib) = measured(&["render", "-f", path.to_str().unwrap()], &dir);
+        println!("absurd input: render of {entries} dependencies refused: {seconds:.2}s, peak {} MiB", peak_kib / 1024);
+        // The figure in the README is tens of MiB; a parse of the whole document took gigabytes.
+        assert!(peak_kib < 200 * 1024, "{file}: peak {peak_kib} KiB");
         assert_eq!(code, 2, "{file}: {err}");
         assert!(out.is_empty(), "{file}: nothing is rendered");
         assert!(err.contains(words), "{file}: {err}");
