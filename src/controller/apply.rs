@@ -19,6 +19,12 @@ use crate::hash::fnv1a;
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "flotilla";
+
+/// Parameters of a merge patch (a finalizer, a retention mark): under Flotilla's field manager,
+/// so that the object's managedFields say who wrote it.
+pub fn merge_params() -> kube::api::PatchParams {
+    kube::api::PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
 /// Annotation holding a hash of what was last applied, so a change of the desired state is seen
 /// even when it only removes fields.
 pub const APPLIED_HASH: &str = "flotilla.dev/applied-hash";

@@ -401,7 +401,7 @@ async fn set_finalizer(ctx: &Context, ms: &Microservice, present: bool) -> Resul
     }
     let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), ms.ns());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": ms.resource_version()}});
-    api.patch(&ms.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch(&ms.name_any(), &super::apply::merge_params(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube(if present { "add finalizer" } else { "remove finalizer" }))?;
     Ok(())

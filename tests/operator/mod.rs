@@ -187,6 +187,15 @@ impl Operator {
     /// [`Operator::start`] with more flags of `flotilla run` and its own `RUST_LOG` (the scale
     /// benchmark logs at `info`: debug lines for thousands of services would be what it measures).
     pub fn start_with(opts: &OperatorOptions, args: &[String], rust_log: &str) -> Operator {
+        Self::start_full(opts, args, &[], rust_log)
+    }
+
+    /// [`Operator::start_with`] with environment variables (`FLOTILLA_*`) for the process.
+    pub fn start_with_env(opts: &OperatorOptions, args: &[String], env: &[(&str, &str)]) -> Operator {
+        Self::start_full(opts, args, env, "info,flotilla=debug,kube=warn")
+    }
+
+    fn start_full(opts: &OperatorOptions, args: &[String], env: &[(&str, &str)], rust_log: &str) -> Operator {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let name = format!("{}-{}", opts.tag, unique());
@@ -204,6 +213,7 @@ impl Operator {
             .arg(format!("--identity={identity}"))
             .env("KUBECONFIG", &kubeconfig)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(file);

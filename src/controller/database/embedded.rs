@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PostParams};
 use serde_json::json;
 
 use super::{DbState, adopt, note, read, write_binding};
@@ -156,7 +156,7 @@ async fn expand(
     let name = pvc.name_any();
     pvcs.patch(
         &name,
-        &PatchParams::default(),
+        &crate::controller::apply::merge_params(),
         &Patch::Merge(json!({"spec": {"resources": {"requests": {"storage": want}}}})),
     )
     .await

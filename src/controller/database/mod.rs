@@ -11,7 +11,7 @@ pub use retention::{delete, detach, retain};
 use std::fmt::Debug;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource, Patch, PatchParams};
+use kube::api::{Api, ApiResource, Patch};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use kube::{Resource, ResourceExt};
@@ -119,7 +119,7 @@ where
         return Ok(false);
     }
     let patch = json!({"metadata": {"annotations": {RETAINED_FROM: null}}});
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch(&obj.name_any(), &crate::controller::apply::merge_params(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube(format!("adopt retained {}", obj.name_any())))?;
     info!(object = %obj.name_any(), "adopted retained database data");

@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -42,7 +42,7 @@ pub async fn retain(ctx: &Context, ms: &Microservice, classes: &[std::sync::Arc<
     {
         let keep = json!({"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"}}});
         sts_api
-            .patch(&sts.name_any(), &PatchParams::default(), &Patch::Merge(&keep))
+            .patch(&sts.name_any(), &crate::controller::apply::merge_params(), &Patch::Merge(&keep))
             .await
             .map_err(Error::kube("retain the database StatefulSet's claim"))?;
         sts_uid = sts.uid();
@@ -142,7 +142,7 @@ where
         .collect();
     annotations.insert(RETAINED_FROM.into(), json!(format!("{}/{}", ms.ns(), ms.name_any())));
     let patch = json!({"metadata": {"ownerReferences": owners, "labels": labels, "annotations": annotations}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch(name, &crate::controller::apply::merge_params(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube(format!("retain {name}")))?;
     Ok(())
