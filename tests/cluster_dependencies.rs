@@ -157,6 +157,11 @@ async fn one_dependency_list_drives_both_sides() {
     apply_ms(&ams, "orders", orders(false)).await.unwrap();
     wait_admitted(&a_np, vec![(bn.clone(), "web".into(), 8443)], "payments to stop admitting orders").await;
     println!("dependency removed -> callee policy updated: {:.2}s", t.elapsed().as_secs_f64());
+    assert!(
+        t.elapsed() < support::ABOUT_A_SECOND,
+        "README: a caller's change reaches the callee in about a second; took {:?}",
+        t.elapsed()
+    );
     assert_eq!(
         a_dep.get("payments").await.unwrap().metadata.generation,
         payments_generation,
