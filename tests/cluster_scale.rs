@@ -296,6 +296,7 @@ async fn scale() {
         rows.push((what.to_string(), figure))
     };
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    row("commit measured, date", format!("{}, {}", support::commit(), support::today()));
     row("services (each calling the next) / namespaces", format!("{n} / {}", m.clamp(1, n)));
     row("operator build / concurrency", format!("{build} / {concurrency}"));
 

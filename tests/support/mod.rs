@@ -252,6 +252,26 @@ impl Drop for Cleanup {
 /// What a [`wait_for`] predicate returns: `true`/`Ok(true)` = done,
 /// `false`/`Ok(false)` = not yet, `Err(e)` = not yet, and `e` is reported if
 /// the wait times out (use it to describe the state seen last).
+/// The commit the work tree is at (short), marked when src/ or tests/ differ from it: printed with
+/// every figure a benchmark measures.
+pub fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok()
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"])
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let clean = git(&["diff", "--quiet", "HEAD", "--", "src", "tests", "Cargo.toml", "Cargo.lock"])
+        .is_some_and(|o| o.status.success());
+    if clean { head } else { format!("{head} with uncommitted changes") }
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`.
+pub fn today() -> String {
+    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d").to_string()
+}
+
 /// What the README's "about a second" claims are held to: the figure is about a second on the
 /// 2-core machine; this bound leaves room for a machine kept busy by other tests or load
 /// (`make repeat`), and still fails an operator that waits for a resync or a backoff instead.
