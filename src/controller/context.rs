@@ -114,3 +114,70 @@ impl Context {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fake_api::FakeApi;
+
+    fn ms(name: &str) -> Microservice {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "flotilla.dev/v1alpha1", "kind": "Microservice",
+            "metadata": {"name": name, "namespace": "shop"}, "spec": {"image": "x:1"}
+        }))
+        .unwrap()
+    }
+
+    /// Whether `delay` is `base` seconds ±20 % (with a nanosecond of rounding either side).
+    fn within(delay: Duration, base: f64) -> bool {
+        let d = delay.as_secs_f64();
+        d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9
+    }
+
+    #[tokio::test]
+    async fn backoff_doubles_from_one_second_to_five_minutes_with_jitter_per_object() {
+        let ctx = Context::offline(FakeApi::default().client());
+        let (orders, payments) = (ms("orders"), ms("payments"));
+        let mut delays = Vec::new();
+        for n in 1..=12u32 {
+            let base = 2f64.powi(n as i32 - 1).min(300.0);
+            let delay = ctx.next_backoff(&orders);
+            assert!(within(delay, base), "failure {n}: {delay:?}, not {base} s ±20 %");
+            delays.push(delay);
+            if n == 5 {
+                // Another object's failures count apart: it starts at 1 s, and does not move orders on.
+                let other = ctx.next_backoff(&payments);
+                assert!(within(other, 1.0), "payments' first failure: {other:?}");
+            }
+        }
+        // Capped: never more than 5 min + 20 %.
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(360)), "{delays:?}");
+        assert!(delays[9..].iter().all(|d| within(*d, 300.0)), "{delays:?}");
+
+        // payments went on from where it was, orders' 12 failures notwithstanding.
+        let other = ctx.next_backoff(&payments);
+        assert!(within(other, 2.0), "payments' second failure: {other:?}");
+
+        // A success starts orders over at 1 s; payments keeps its count.
+        ctx.reset_backoff(&orders);
+        let again = ctx.next_backoff(&orders);
+        assert!(within(again, 1.0), "after reset: {again:?}");
+        let third = ctx.next_backoff(&payments);
+        assert!(within(third, 4.0), "payments' third failure: {third:?}");
+    }
+
+    #[tokio::test]
+    async fn backoff_jitter_spreads_retries_over_the_whole_band() {
+        let ctx = Context::offline(FakeApi::default().client());
+        let orders = ms("orders");
+        let mut firsts = Vec::new();
+        for _ in 0..200 {
+            ctx.reset_backoff(&orders);
+            firsts.push(ctx.next_backoff(&orders).as_secs_f64());
+        }
+        assert!(firsts.iter().all(|d| (0.8 - 1e-9..=1.2 + 1e-9).contains(d)), "{firsts:?}");
+        // Not one fixed delay: some in the lowest tenth of the band, some in the highest.
+        assert!(firsts.iter().any(|d| *d < 0.84), "none below 0.84 s: {firsts:?}");
+        assert!(firsts.iter().any(|d| *d > 1.16), "none above 1.16 s: {firsts:?}");
+    }
+}

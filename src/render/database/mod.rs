@@ -171,7 +171,8 @@ pub fn resolve_class<'a>(
                 [] => Err((
                     Reason::NoDefaultClass,
                     format!(
-                        "spec.database.class is not set and no DatabaseClass has {DEFAULT_CLASS_ANNOTATION}: \"true\""
+                        "spec.database.class is not set and no DatabaseClass has {DEFAULT_CLASS_ANNOTATION}: \"true\"; \
+                         set spec.database.class (kubectl get databaseclasses lists them), or ask the platform team to mark one default"
                     ),
                 )),
                 many => Err((
