@@ -79,7 +79,7 @@ up|gitops)
       "$("$KUBECTL" --kubeconfig "$DEMO_DIR/kubeconfig" config view -o jsonpath='{.users[0].name}')" \
       --as=system:serviceaccount:flotilla-system:flotilla >/dev/null
     KUBECONFIG="$DEMO_DIR/kubeconfig" nohup "$ROOT/target/debug/flotilla" run \
-      --metrics-addr 127.0.0.1:18080 --leader-elect-namespace flotilla-system \
+      --metrics-addr 127.0.0.1:18080 --leader-elect-namespace flotilla-system --policy "$ROOT/config/manager/policy.yaml" \
       > "$DEMO_DIR/operator.log" 2>&1 &
     echo $! > "$DEMO_DIR/operator.pid"
     operator_ready() {
@@ -165,6 +165,8 @@ YAML
   start=$(date +%s)
   until_true 300 "every Microservice in namespace shop to be Ready" all_ready shop
   echo "every Microservice Ready in $(( $(date +%s) - start ))s"
+  rss="$(awk '/^VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$(cat "$DEMO_DIR/operator.pid")/status" 2>/dev/null)"
+  echo "operator memory (RSS) running the shop: ${rss:-unknown} (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
   say "kubectl get ms -A"
   "$KUBECTL" get ms -A
   cat <<TXT

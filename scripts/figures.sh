@@ -20,7 +20,7 @@ FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$ROOT/target/cluster/kubeconfig"
   "$CARGO" test -q "${tests[@]}" -- --nocapture --test-threads=1 >"$log" 2>&1
 rc=$?
 # A figure is a line that ends in a time or names memory or a count of verdicts.
-sed 's/^[.]*//' "$log" | grep -E '^[a-zA-Z].*([0-9][0-9.]*s|MiB|verdicts.*)$' | grep -v '^test result'
+sed 's/^[.]*//' "$log" | grep -E '^[a-zA-Z].*([0-9][0-9.]*s|[0-9][0-9.]*s \(.*\)|MiB|verdicts.*)$' | grep -v '^test result'
 if [ "$rc" -ne 0 ]; then
   echo "figures: the tests failed (exit $rc), so these are no figures; $log:" >&2
   grep -E '^test .* FAILED$|panicked at' "$log" >&2

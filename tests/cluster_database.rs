@@ -418,6 +418,53 @@ spec:
     // The CloudNativePG class names the database pods: the service's egress reaches them.
     let np = ns.api::<NetworkPolicy>().get("orders").await.unwrap();
     assert!(serde_json::to_string(&np.spec.unwrap().egress).unwrap().contains("\"cnpg.io/cluster\":\"orders-db\""));
+
+    // Deleted under Retain (the default), the claim object stays, marked with where it came
+    // from; under Delete, it goes.
+    let gvk = |kind: &str, group: &str, version: &str| GroupVersionKind::gvk(group, version, kind);
+    let cnpg: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &n,
+        &ApiResource::from_gvk_with_plural(&gvk("Cluster", "postgresql.cnpg.io", "v1"), "clusters"),
+    );
+    let xp: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &n,
+        &ApiResource::from_gvk_with_plural(
+            &gvk("PostgreSQLInstance", "database.example.org", "v1alpha1"),
+            "postgresqlinstances",
+        ),
+    );
+    apply_ms(
+        &api,
+        "ledger",
+        json!({"image": "registry.example/app:1", "database": {"class": format!("xp-{n}"), "storage": "3Gi", "deletionPolicy": "Delete"}}),
+    )
+    .await
+    .unwrap();
+    wait_for("ledger's deletionPolicy seen", Duration::from_secs(30), || async {
+        let ms = api.get("ledger").await?;
+        anyhow::Ok(ms.status.and_then(|s| s.observed_generation) == ms.metadata.generation)
+    })
+    .await;
+    for svc in ["orders", "ledger"] {
+        api.delete(svc, &DeleteParams::default()).await.unwrap();
+    }
+    wait_for("both Microservices gone", Duration::from_secs(60), || async {
+        anyhow::Ok(api.get_opt("orders").await?.is_none() && api.get_opt("ledger").await?.is_none())
+    })
+    .await;
+    let kept = cnpg.get("orders-db").await.expect("Retain keeps the claim object");
+    assert_eq!(
+        kept.annotations().get("flotilla.dev/retained-from").map(String::as_str),
+        Some(format!("{n}/orders").as_str()),
+        "{:?}",
+        kept.annotations()
+    );
+    wait_for("Delete removes the claim object", Duration::from_secs(60), || async {
+        anyhow::Ok(xp.get_opt("ledger-db").await?.is_none())
+    })
+    .await;
     ns.cleanup().await;
 }
 
