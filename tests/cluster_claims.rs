@@ -15,7 +15,8 @@ use flotilla::api::Microservice;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::Api;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use operator::{Operator, OperatorOptions, apply_ms, install, setup};
 use serde_json::json;
 use support::{TestNamespace, client, kubeconfig_path, wait_for};
@@ -167,6 +168,42 @@ async fn the_rendering_flags_reach_the_children() {
         "the ingress controller's namespace: {np}"
     );
     assert!(np.contains("\"cidr\":\"169.254.20.10/32\""), "NodeLocal DNS allowed: {np}");
+    op.kill();
+    ns.cleanup().await;
+}
+
+/// At start the operator waits up to 60 s for the Microservice API, so that the CRDs, the RBAC and
+/// the operator can be applied in one GitOps sync: started under an account with no rights yet, it
+/// waits, and goes on without a restart once the account is bound to Flotilla's ClusterRole.
+#[tokio::test]
+async fn the_operator_waits_for_its_rights_at_start() {
+    let Some(client) = client().await else { return };
+    install(&client).await;
+    let ns = TestNamespace::new(&client, "claims-late-rbac").await;
+    let account = format!("late-{}", ns.name());
+    let user = format!("system:serviceaccount:flotilla-system:{account}");
+    let lease = format!("lease-{}", ns.name());
+    let opts = OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag: "claims-late-rbac" };
+    let mut op = Operator::start_as(&opts, &["--leader-elect=false".to_string()], &user);
+    wait_for("the operator to say it waits for the Microservice API", WAIT, || async {
+        anyhow::Ok(op.logs().contains("the Microservice API does not answer yet"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(op.alive(), "still waiting, not exited: {}", op.log_tail());
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "flotilla"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "flotilla-system"}],
+    }))
+    .unwrap();
+    bindings.patch(&account, &PatchParams::apply("flotilla-tests").force(), &Patch::Apply(&binding)).await.unwrap();
+    op.wait_ready().await;
+    let api: Api<Microservice> = ns.api();
+    apply_ms(&api, "late", json!({"image": "registry.example/late:1"})).await.unwrap();
+    ready_at(&api, "late", 1).await;
+    let _ = bindings.delete(&account, &DeleteParams::default()).await;
     op.kill();
     ns.cleanup().await;
 }

@@ -657,6 +657,14 @@ async fn children_of_others_are_never_taken_over() {
     assert!(sa.owner_references().is_empty() && sa.labels().is_empty(), "the foreign object is untouched");
     let np = s.ns.api::<NetworkPolicy>().get_opt("taken").await.unwrap();
     assert!(np.is_none(), "nothing after the conflict was written");
+    // Its deletion reaches no watch of Flotilla's (the object was never its own): the service is
+    // looked at again every 20 s, and goes on without a change of its own.
+    sas.delete("taken", &DeleteParams::default()).await.unwrap();
+    let started = Instant::now();
+    wait_condition(&s.api, "taken", "Ready", "True", 1).await;
+    let took = started.elapsed();
+    println!("the conflicting object deleted -> Ready (re-checked every 20s): {:.2}s", took.as_secs_f64());
+    assert!(took < Duration::from_secs(20) + support::ABOUT_A_SECOND, "README: re-checked every 20 s; took {took:?}");
     s.ns.cleanup().await;
 }
 

@@ -135,11 +135,12 @@ pub async fn crds_established(client: &Client, names: &[&str]) {
 /// every permission it uses must come from config/rbac. Each operator gets a file of its own
 /// (`name` is unique in the run), written to a temporary name and renamed into place, so an
 /// operator never reads a file that another test is writing.
-fn operator_kubeconfig(dir: &Path, name: &str) -> PathBuf {
+fn operator_kubeconfig(dir: &Path, name: &str, user: &str) -> PathBuf {
     let text = std::fs::read_to_string(kubeconfig_path()).expect("kubeconfig");
     let mut cfg: serde_json::Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
+    let user_name = user;
     for user in cfg["users"].as_array_mut().expect("users") {
-        user["user"]["as"] = serde_json::Value::String(OPERATOR_USER.into());
+        user["user"]["as"] = serde_json::Value::String(user_name.into());
     }
     let path = dir.join(format!("operator-{name}.kubeconfig"));
     let tmp = dir.join(format!(".operator-{name}.kubeconfig.tmp"));
@@ -187,19 +188,30 @@ impl Operator {
     /// [`Operator::start`] with more flags of `flotilla run` and its own `RUST_LOG` (the scale
     /// benchmark logs at `info`: debug lines for thousands of services would be what it measures).
     pub fn start_with(opts: &OperatorOptions, args: &[String], rust_log: &str) -> Operator {
-        Self::start_full(opts, args, &[], rust_log)
+        Self::start_full(opts, args, &[], rust_log, OPERATOR_USER)
     }
 
     /// [`Operator::start_with`] with environment variables (`FLOTILLA_*`) for the process.
     pub fn start_with_env(opts: &OperatorOptions, args: &[String], env: &[(&str, &str)]) -> Operator {
-        Self::start_full(opts, args, env, "info,flotilla=debug,kube=warn")
+        Self::start_full(opts, args, env, "info,flotilla=debug,kube=warn", OPERATOR_USER)
     }
 
-    fn start_full(opts: &OperatorOptions, args: &[String], env: &[(&str, &str)], rust_log: &str) -> Operator {
+    /// [`Operator::start_with`] as another identity than the operator's account.
+    pub fn start_as(opts: &OperatorOptions, args: &[String], user: &str) -> Operator {
+        Self::start_full(opts, args, &[], "info,flotilla=debug,kube=warn", user)
+    }
+
+    fn start_full(
+        opts: &OperatorOptions,
+        args: &[String],
+        env: &[(&str, &str)],
+        rust_log: &str,
+        user: &str,
+    ) -> Operator {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let name = format!("{}-{}", opts.tag, unique());
-        let kubeconfig = operator_kubeconfig(&dir, &name);
+        let kubeconfig = operator_kubeconfig(&dir, &name, user);
         let log = dir.join(format!("operator-{name}.log"));
         let identity = format!("{}-{}", opts.tag, unique());
         let file = std::fs::File::create(&log).unwrap();
