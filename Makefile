@@ -32,7 +32,7 @@ test-cluster:
 	if [ -f $(CLUSTER_KUBECONFIG) ] && $(CLUSTER_ENV) kubectl --request-timeout=3s get --raw=/readyz >/dev/null 2>&1; then \
 		was_running=1; echo "using the running local cluster ($(CLUSTER_KUBECONFIG))"; \
 	fi; \
-	$(MAKE) --no-print-directory cluster-up || exit $$?; \
+	$(MAKE) --no-print-directory cluster-up || { rc=$$?; [ $$was_running = 1 ] || $(MAKE) --no-print-directory cluster-down; exit $$rc; }; \
 	$(MAKE) --no-print-directory cluster-tests; rc=$$?; \
 	if [ $$was_running = 0 ]; then $(MAKE) --no-print-directory cluster-down; fi; \
 	exit $$rc

@@ -127,6 +127,15 @@ wait_until() { # wait_until <seconds> <what> <command...>
   done
 }
 
+# A component that exits while the cluster comes up (metrics-server was seen to give up when the
+# API server, slow on a loaded machine, refused its first request) is not restarted by kwokctl:
+# start the whole cluster again, once, rather than fail the run.
+start_again_once() {
+  [ -z "${FLOTILLA_CLUSTER_RETRIED:-}" ] || die "$1 (logs kept in $(save_diagnostics))"
+  log "$1 (logs kept in $(save_diagnostics)); starting the cluster again, once"
+  CLUSTER_DIR="$CLUSTER_DIR" "$(dirname "${BASH_SOURCE[0]}")/down.sh" >/dev/null
+  FLOTILLA_CLUSTER_RETRIED=1 exec "${BASH_SOURCE[0]}"
+}
 metrics_api_available() {
   [ "$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" = True ]
 }
@@ -237,12 +246,18 @@ if ! "$BIN_DIR/kwokctl" --config "$CONF" create cluster --name "$CLUSTER_NAME" \
     fi
   done
   grep -E '"level":"(ERROR)"' "$CLUSTER_DIR/kwokctl-create.log" | tail -n 3 >&2 || true
-  die "kwokctl create cluster failed (logs kept in $(save_diagnostics))"
+  start_again_once "kwokctl create cluster failed"
 fi
 wait_until 60 "kube-apiserver /readyz" apiserver_ready
 write_kubeconfig
 ensure_addons
 wait_until 60 "$NODE_COUNT Ready nodes" nodes_ready
 wait_until 60 "the default ServiceAccount" default_sa_exists
-wait_until 90 "the metrics.k8s.io APIService to become Available" metrics_api_available
+deadline=$(( $(date +%s) + 90 ))
+until metrics_api_available >/dev/null 2>&1; do
+  pids_alive || start_again_once "a component exited: $(for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
+    kill -0 "$(cat "$f")" 2>/dev/null || printf '%s ' "$(basename "$f" .pid)"; done)"
+  [ "$(date +%s)" -lt "$deadline" ] || die "timed out waiting for the metrics.k8s.io APIService to become Available (logs kept in $(save_diagnostics))"
+  sleep 0.5
+done
 log "cluster '$CLUSTER_NAME' up ($(elapsed)); kubeconfig: $KUBECONFIG_OUT; kubectl: $BIN_DIR/kubectl"
