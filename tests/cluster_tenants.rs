@@ -398,9 +398,18 @@ async fn one_tenant_cannot_open_claim_or_reach_what_is_another_s() {
         anyhow::Ok(rules.iter().any(|r| from_namespace(r, &an)) && text.contains("\"values\":[\"probe\"]"))
     })
     .await;
-    let m =
-        wait_condition(&evil, "probe", "DependenciesReady", "False", "NotAdmitted", &[&format!("{sn}/ledger")]).await;
-    assert!(!m.contains(&format!("{sn}/payments")), "payments consented: {m}");
+    let (ledger, payments) = (format!("{sn}/ledger"), format!("{sn}/payments"));
+    // The probe is told once it is reconciled after the change: wait for the new words, not the old.
+    wait_for("probe: NotAdmitted naming ledger alone", WAIT, || async {
+        let ms = evil.get("probe").await?;
+        let (s, r, m) = condition(&ms, "DependenciesReady").ok_or_else(|| anyhow!("no condition"))?;
+        if s == "False" && r == "NotAdmitted" && m.contains(&ledger) && !m.contains(&payments) {
+            anyhow::Ok(true)
+        } else {
+            Err(anyhow!("{s} ({r}): {m}"))
+        }
+    })
+    .await;
     wait_condition(&evil, "caller-3", "DependenciesReady", "False", "NotAdmitted", &[&format!("{sn}/payments")]).await;
 
     // One tenant over two namespaces: the platform says so, and a caller there is admitted by its
