@@ -177,14 +177,11 @@ async fn foreign_claims(ctx: &Context, host: &str) -> Result<Vec<render::hosts::
     Ok(ingresses
         .iter()
         .flat_map(|ing| {
-            let rules = ing.spec.iter().flat_map(|s| s.rules.iter().flatten());
-            rules.filter_map(|r| r.host.as_deref()).filter(|h| h.eq_ignore_ascii_case(host)).map(|h| {
-                render::hosts::HostClaim {
-                    namespace: ing.namespace().unwrap_or_default(),
-                    name: ing.name_any(),
-                    host: h.to_ascii_lowercase(),
-                    created: ing.metadata.creation_timestamp.clone(),
-                }
+            render::hosts::ingress_hosts(ing).filter(|h| h == host).map(|host| render::hosts::HostClaim {
+                namespace: ing.namespace().unwrap_or_default(),
+                name: ing.name_any(),
+                host,
+                created: ing.metadata.creation_timestamp.clone(),
             })
         })
         .collect())

@@ -159,11 +159,8 @@ pub fn build(
     });
     let claimers = fleet.clone();
     let controller = controller.watches_stream(foreign_events, move |ing: Ingress| {
-        let hosts = ing.spec.iter().flat_map(|s| s.rules.iter().flatten()).filter_map(|r| r.host.as_deref());
-        hosts
-            .flat_map(|h| claimers.claimers_of(&h.to_ascii_lowercase()))
-            .map(|ms| ObjectRef::from(ms.as_ref()))
-            .collect::<Vec<_>>()
+        let hosts = crate::render::hosts::ingress_hosts(&ing);
+        hosts.flat_map(|h| claimers.claimers_of(&h)).map(|ms| ObjectRef::from(ms.as_ref())).collect::<Vec<_>>()
     });
     let seen: Mutex<HashMap<ObjectRef<Microservice>, HashSet<ObjectRef<Microservice>>>> = Mutex::default();
     // One dependency list drives both sides: when a service changes, the services it calls

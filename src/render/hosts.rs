@@ -2,6 +2,7 @@
 //! namespace (or tenant) that claims it, so no team can route a path of another team's host to
 //! itself on an ingress controller that merges the rules of one host.
 
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::World;
@@ -26,6 +27,12 @@ pub struct HostClaim {
 /// The host `ms` claims, lowercase: the one of `expose.ingress`.
 pub fn claimed_host(ms: &Microservice) -> Option<String> {
     Some(ms.spec.expose.as_ref()?.ingress.as_ref()?.host.to_ascii_lowercase())
+}
+
+/// The hosts an Ingress routes, lowercase.
+pub fn ingress_hosts(ing: &Ingress) -> impl Iterator<Item = String> + '_ {
+    let rules = ing.spec.iter().flat_map(|s| s.rules.iter().flatten());
+    rules.filter_map(|r| r.host.as_deref()).map(str::to_ascii_lowercase)
 }
 
 fn path_of(ms: &Microservice) -> &str {
