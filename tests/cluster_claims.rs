@@ -2,7 +2,9 @@
 //! Microservice's spec; the disruption budget is pruned when one replica is left; `kubectl wait
 //! --for=condition=Ready` right after an update waits for that update; the flags that shape what
 //! it renders (`--ingress-namespace`, `--cluster-domain`, `--node-local-dns`, also as `FLOTILLA_*`
-//! variables) reach the children. Needs `make cluster-up`.
+//! variables) reach the children; `--concurrency` and the Lease's namespace reach a running
+//! operator; it waits up to 60 s for its API at start, and no longer; an upgrade rolls pods once
+//! and keeps a StatefulSet's claim template. Needs `make cluster-up`.
 
 mod operator;
 mod support;
@@ -32,10 +34,13 @@ async fn ready_at(api: &Api<Microservice>, name: &str, generation: i64) {
         let ms = api.get(name).await?;
         let st = ms.status.unwrap_or_default();
         let ready = st.conditions.iter().find(|c| c.type_ == "Ready");
-        anyhow::Ok(
-            st.observed_generation == Some(generation)
-                && ready.is_some_and(|c| c.status == "True" && c.observed_generation == Some(generation)),
-        )
+        if st.observed_generation == Some(generation)
+            && ready.is_some_and(|c| c.status == "True" && c.observed_generation == Some(generation))
+        {
+            anyhow::Ok(true)
+        } else {
+            Err(anyhow!("status: {:?}", st.conditions))
+        }
     })
     .await;
 }
@@ -206,4 +211,195 @@ async fn the_operator_waits_for_its_rights_at_start() {
     let _ = bindings.delete(&account, &DeleteParams::default()).await;
     op.kill();
     ns.cleanup().await;
+}
+
+/// Without its API the operator does not wait for ever: started under an account that is never
+/// granted anything, it gives up after the 60 s the README states, exits with a failure, and
+/// its log names what it could not do.
+#[tokio::test]
+async fn the_operator_gives_up_on_its_api_after_60_s() {
+    let Some(client) = client().await else { return };
+    install(&client).await;
+    let ns = TestNamespace::new(&client, "claims-no-rbac").await;
+    let user = format!("system:serviceaccount:flotilla-system:nobody-{}", ns.name());
+    let lease = format!("lease-{}", ns.name());
+    let opts = OperatorOptions { namespace: Some(ns.name()), lease: &lease, tag: "claims-no-rbac" };
+    let mut op = Operator::start_as(&opts, &["--leader-elect=false".to_string()], &user);
+    let status = op.wait_exit(Duration::from_secs(120)).await;
+    let waited = op.started.elapsed();
+    println!("no rights at start -> the operator exits: {:.1}s", waited.as_secs_f64());
+    let status = status.unwrap_or_else(|| panic!("still running after 120 s; {}", op.diagnosis()));
+    assert!(!status.success(), "a failure exit: {status}");
+    // The last retry comes at most 5 s before the 60 s are up; 15 s of margin for a busy machine.
+    assert!(
+        (54.0..75.0).contains(&waited.as_secs_f64()),
+        "gave up after {:.1}s, not about 60 s: {}",
+        waited.as_secs_f64(),
+        op.log_tail()
+    );
+    let logs = op.logs();
+    assert!(
+        logs.contains("cannot reach the Kubernetes API or the Microservice CRD is missing")
+            && logs.contains("forbidden"),
+        "the log says why: {}",
+        op.log_tail()
+    );
+    ns.cleanup().await;
+}
+
+/// `--concurrency` bounds the reconciles running at once, and the Lease lives in the namespace
+/// `POD_NAMESPACE` names (the pod's namespace, as the Deployment passes it), under the shipped
+/// leader-election Role bound there.
+#[tokio::test]
+async fn concurrency_and_the_lease_namespace_reach_a_running_operator() {
+    let Some(client) = client().await else { return };
+    install(&client).await;
+    let ns = TestNamespace::new(&client, "claims-concurrency").await;
+    let n = ns.name().to_string();
+    let role =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/rbac/leader_election.yaml"))
+            .unwrap()
+            .replace("namespace: flotilla-system\nrules", &format!("namespace: {n}\nrules"))
+            .replace("  namespace: flotilla-system\nroleRef", &format!("  namespace: {n}\nroleRef"));
+    assert_eq!(role.matches(&format!("namespace: {n}")).count(), 2, "the Role and its binding moved: {role}");
+    operator::apply_yaml(&client, &role, None).await;
+    let lease = format!("lease-{n}");
+    let opts = OperatorOptions { namespace: Some(&n), lease: &lease, tag: "claims-concurrency" };
+    let mut op = Operator::start_with_env(&opts, &["--concurrency=1".to_string()], &[("POD_NAMESPACE", n.as_str())]);
+    op.wait_ready().await;
+    op.wait_leading(&client).await; // in `n`, where POD_NAMESPACE put it
+    let in_system: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "flotilla-system");
+    assert!(in_system.get_opt(&lease).await.unwrap().is_none(), "no Lease in flotilla-system");
+
+    let api: Api<Microservice> = ns.api();
+    let names: Vec<String> = (0..24).map(|i| format!("svc-{i}")).collect();
+    let applies = names.iter().map(|name| apply_ms(&api, name, json!({"image": "registry.example/app:1"})));
+    for r in futures::future::join_all(applies).await {
+        r.unwrap();
+    }
+    // Reconciles started minus finished, sampled while the burst is worked off: the counters
+    // are read in that order, so a sample never counts more than ran at once.
+    let mut most = 0;
+    let mut samples = 0;
+    let deadline = Instant::now() + WAIT;
+    while op.services_reconciled() < names.len() as u64 || samples < 20 {
+        let m = op.metrics();
+        let started = operator::counter(&m, "flotilla_reconciles_total");
+        let finished = operator::counter(&m, "flotilla_reconcile_duration_seconds_count");
+        most = most.max(started.saturating_sub(finished));
+        samples += 1;
+        assert!(Instant::now() < deadline, "{} of {} reconciled", op.services_reconciled(), names.len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("--concurrency=1: at most {most} reconcile(s) at once in {samples} samples");
+    assert!(most <= 1, "{most} reconciles ran at once with --concurrency=1");
+    for name in &names {
+        ready_at(&api, name, 1).await;
+    }
+    op.kill();
+    ns.cleanup().await;
+}
+
+/// The live object as an older release of Flotilla would have written it: without the fields
+/// the server sets, and without the pods' seccomp profile (`pod` points at the pod spec).
+fn as_an_older_release(live: serde_json::Value, pod: &str) -> serde_json::Value {
+    let mut old = live;
+    let meta = old["metadata"].as_object_mut().unwrap();
+    for field in ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation"] {
+        meta.remove(field);
+    }
+    old.as_object_mut().unwrap().remove("status");
+    let removed =
+        old.pointer_mut(&format!("{pod}/securityContext")).unwrap().as_object_mut().unwrap().remove("seccompProfile");
+    assert!(removed.is_some(), "the rendered pods have a seccomp profile");
+    old
+}
+
+fn seccomp(obj: &serde_json::Value) -> Option<&serde_json::Value> {
+    obj.pointer("/spec/template/spec/securityContext/seccompProfile")
+}
+
+/// An upgrade to a release whose defaults differ rolls each service's pods, and each database
+/// pod, once, and keeps the claim template of an existing StatefulSet (the API server refuses
+/// a change to it); the data and credentials are untouched. The older release is played by
+/// rewriting the children as Flotilla's field manager while no operator runs: pods without a
+/// seccomp profile, and a StatefulSet (made again, orphaning its pods and volume claim) whose
+/// claim template lacks the selector label that today's release adds.
+#[tokio::test]
+async fn an_upgrade_rolls_pods_once_and_keeps_the_claim_template() {
+    let Some(mut s) = setup("claims-upgrade").await else { return };
+    let class = format!("pg-{}", s.ns.name());
+    let cleanup_class = class.clone();
+    let _class = support::Cleanup::new(move |client| async move {
+        let api: Api<flotilla::api::DatabaseClass> = Api::all(client);
+        let _ = api.delete(&cleanup_class, &DeleteParams::default()).await;
+    });
+    operator::apply_yaml(
+        &s.client,
+        &format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {class}}}\n\
+             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
+        ),
+        None,
+    )
+    .await;
+    apply_ms(&s.api, "db", json!({"image": "registry.example/db-app:1", "database": {"class": class}})).await.unwrap();
+    ready_at(&s.api, "db", 1).await;
+    s.op.kill();
+    let deployments: Api<Deployment> = s.ns.api();
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> = s.ns.api();
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = s.ns.api();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = s.ns.api();
+    let pvc_uid = pvcs.get("data-db-db-0").await.unwrap().metadata.uid;
+    let password = secrets.get("db-db-credentials").await.unwrap().data.unwrap()["password"].clone();
+    let as_flotilla = PatchParams::apply("flotilla").force();
+
+    let live = serde_json::to_value(deployments.get("db").await.unwrap()).unwrap();
+    let old = as_an_older_release(live, "/spec/template/spec");
+    let old_deployment = deployments.patch("db", &as_flotilla, &Patch::Apply(&old)).await.unwrap();
+    assert!(seccomp(&serde_json::to_value(&old_deployment).unwrap()).is_none(), "the older release's Deployment");
+    let deployment_generation = old_deployment.metadata.generation.unwrap();
+
+    let live = serde_json::to_value(sets.get("db-db").await.unwrap()).unwrap();
+    let mut old = as_an_older_release(live, "/spec/template/spec");
+    let claim_labels =
+        old.pointer_mut("/spec/volumeClaimTemplates/0/metadata/labels").unwrap().as_object_mut().unwrap();
+    assert!(claim_labels.remove("flotilla.dev/microservice").is_some(), "today's claim template: {claim_labels:?}");
+    let old_claim_template = old["spec"]["volumeClaimTemplates"].clone();
+    sets.delete("db-db", &DeleteParams::orphan()).await.unwrap();
+    wait_for("the StatefulSet gone, its pods and claim left", WAIT, || async {
+        anyhow::Ok(sets.get_opt("db-db").await?.is_none())
+    })
+    .await;
+    sets.patch("db-db", &as_flotilla, &Patch::Apply(&old)).await.unwrap();
+
+    // The upgrade: a new operator.
+    let lease = format!("lease-{}-2", s.ns.name());
+    let opts = OperatorOptions { namespace: Some(s.ns.name()), lease: &lease, tag: "claims-upgrade-2" };
+    let mut op = Operator::start(&opts);
+    op.wait_ready().await;
+    op.wait_leading(&s.client).await;
+    wait_for("the Deployment and StatefulSet at today's defaults", WAIT, || async {
+        let d = serde_json::to_value(deployments.get("db").await?)?;
+        let st = serde_json::to_value(sets.get("db-db").await?)?;
+        anyhow::Ok(seccomp(&d).is_some() && seccomp(&st).is_some())
+    })
+    .await;
+    ready_at(&s.api, "db", 1).await;
+    op.settled(Duration::from_secs(3)).await;
+    // Once: one more generation each, and no more after the operator has settled.
+    let d = deployments.get("db").await.unwrap();
+    assert_eq!(d.metadata.generation, Some(deployment_generation + 1), "the Deployment's pods rolled once");
+    let st = sets.get("db-db").await.unwrap();
+    assert_eq!(st.metadata.generation, Some(2), "the StatefulSet's pods rolled once");
+    let claim_template = serde_json::to_value(&st.spec.as_ref().unwrap().volume_claim_templates).unwrap();
+    assert_eq!(claim_template, old_claim_template, "the existing claim template is kept");
+    assert_eq!(pvcs.get("data-db-db-0").await.unwrap().metadata.uid, pvc_uid, "the same volume claim");
+    let now = secrets.get("db-db-credentials").await.unwrap().data.unwrap()["password"].clone();
+    assert_eq!(now, password, "the same credentials");
+    let ms = s.api.get("db").await.unwrap();
+    let stalled = ms.status.iter().flat_map(|st| &st.conditions).find(|c| c.type_ == "Stalled").cloned();
+    assert_eq!(stalled.map(|c| c.status).as_deref(), Some("False"));
+    op.kill();
+    s.ns.cleanup().await;
 }

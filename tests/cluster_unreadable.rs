@@ -1,8 +1,8 @@
 //! A Microservice the operator cannot read (here: written through a CRD that knows a port
 //! protocol this build does not, as after an operator rollback) never stops the watch for the
 //! others: it is reported on its own status, its children are left alone, the others are
-//! reconciled, the services it calls keep admitting it, and a restarted operator still becomes
-//! ready and does the same. In its own test binary
+//! reconciled, the services it calls keep admitting it, one being deleted keeps its database
+//! finalizer until it can be read, and a restarted operator still becomes ready and does the same. In its own test binary
 //! because it changes the shared CRD for a moment. Needs `make cluster-up`.
 
 mod operator;
@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use flotilla::api::Microservice;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use operator::{Operator, OperatorOptions, apply_file, apply_ms, setup};
 use serde_json::json;
 use support::wait_for;
@@ -43,6 +45,28 @@ fn admits(np: &NetworkPolicy, caller: &str) -> bool {
     })
 }
 
+/// Waits until `name` reports `InvalidObject` for its current generation, and returns it.
+async fn wait_stalled_at_generation(dynamic: &Api<DynamicObject>, name: &str) -> DynamicObject {
+    wait_for(&format!("{name} Stalled=True, InvalidObject, at its generation"), Duration::from_secs(30), || async {
+        let obj = dynamic.get(name).await?;
+        let generation = obj.metadata.generation;
+        let conditions = obj.data.pointer("/status/conditions").cloned().unwrap_or_default();
+        let observed = obj.data.pointer("/status/observedGeneration").and_then(|g| g.as_i64());
+        let stalled = conditions
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Stalled" && c["status"] == "True" && c["reason"] == "InvalidObject");
+        if stalled && observed.is_some() && observed == generation {
+            anyhow::Ok(true)
+        } else {
+            Err(anyhow!("generation {generation:?}, observed {observed:?}, conditions {conditions}"))
+        }
+    })
+    .await;
+    dynamic.get(name).await.unwrap()
+}
+
 #[tokio::test]
 async fn an_unreadable_microservice_never_stops_the_others() {
     let Some(mut s) = setup("unreadable").await else { return };
@@ -51,8 +75,32 @@ async fn an_unreadable_microservice_never_stops_the_others() {
     apply_ms(&s.api, "caller", json!({"image": "registry.example/caller:1", "dependencies": [{"service": "callee"}]}))
         .await
         .unwrap();
+    // A service with a database: its finalizer decides on the data when it is deleted.
+    let class = format!("pg-{ns}");
+    let cleanup_class = class.clone();
+    let _class = support::Cleanup::new(move |client| async move {
+        let api: Api<flotilla::api::DatabaseClass> = Api::all(client);
+        let _ = api.delete(&cleanup_class, &DeleteParams::default()).await;
+    });
+    operator::apply_yaml(
+        &s.client,
+        &format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {class}}}\n\
+             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
+        ),
+        None,
+    )
+    .await;
+    let keeper = |protocol: &str| {
+        json!({"image": "registry.example/keeper:1", "database": {"class": class},
+            "ports": [{"name": "http", "port": 8080, "protocol": protocol}]})
+    };
+    apply_ms(&s.api, "keeper", keeper("TCP")).await.unwrap();
     wait_ready(&s.api, "callee").await;
     wait_ready(&s.api, "caller").await;
+    wait_ready(&s.api, "keeper").await;
+    let pvcs = s.ns.api::<PersistentVolumeClaim>();
+    let pvc_uid = pvcs.get("data-keeper-db-0").await.unwrap().metadata.uid;
     let policies = s.ns.api::<NetworkPolicy>();
     assert!(admits(&policies.get("callee").await.unwrap(), "caller"));
 
@@ -77,6 +125,10 @@ async fn an_unreadable_microservice_never_stops_the_others() {
         }
     })
     .await;
+    match apply_ms(&s.api, "keeper", keeper("QUIC")).await {
+        Ok(_) | Err(kube::Error::SerdeError(_)) => {}
+        Err(e) => panic!("the relaxed CRD refused keeper's protocol QUIC: {e}"),
+    }
     apply_file(&s.client, &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds/flotilla.dev.yaml")).await;
     let crd = serde_json::to_value(crds.get("microservices.flotilla.dev").await.unwrap()).unwrap();
     assert!(crd.pointer(PROTOCOL_ENUM).is_some(), "the shipped CRD is back");
@@ -104,6 +156,29 @@ async fn an_unreadable_microservice_never_stops_the_others() {
         anyhow::Ok(list.items.iter().any(|e| e.reason.as_deref() == Some("InvalidObject")))
     })
     .await;
+    // An unreadable object being deleted keeps its finalizer: its data is not decided on blind.
+    // The deletion is a new generation; its status, written for that generation, shows that the
+    // operator has looked at it since.
+    let before = wait_stalled_at_generation(&dynamic, "keeper").await;
+    s.api.delete("keeper", &DeleteParams::default()).await.ok();
+    let deleting = wait_stalled_at_generation(&dynamic, "keeper").await;
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    assert!(deleting.metadata.generation > before.metadata.generation, "the deletion is a new generation");
+    assert!(deleting.finalizers().iter().any(|f| f == "flotilla.dev/database-retention"), "{:?}", deleting.metadata);
+    assert_eq!(pvcs.get("data-keeper-db-0").await.unwrap().metadata.uid, pvc_uid);
+    // Readable again, it is decided on as its policy says (Retain: the claim stays), and goes.
+    match apply_ms(&s.api, "keeper", keeper("TCP")).await {
+        Ok(_) | Err(kube::Error::SerdeError(_)) => {}
+        Err(e) => panic!("keeper fixed while being deleted: {e}"),
+    }
+    wait_for("keeper, readable again, to go", Duration::from_secs(60), || async {
+        anyhow::Ok(dynamic.get_opt("keeper").await?.is_none())
+    })
+    .await;
+    let kept = pvcs.get("data-keeper-db-0").await.unwrap();
+    assert_eq!(kept.metadata.uid, pvc_uid, "the volume claim is retained");
+    assert!(kept.annotations().contains_key("flotilla.dev/retained-from"), "{:?}", kept.metadata.annotations);
+
     // Its children are left as they were.
     let deployment = s.ns.api::<k8s_openapi::api::apps::v1::Deployment>().get("caller").await.unwrap();
     assert!(deployment.metadata.deletion_timestamp.is_none());

@@ -164,8 +164,10 @@ pub fn open_policy() -> std::sync::Arc<flotilla::policy::Policy> {
 /// A running `flotilla run` process, killed on drop.
 pub struct Operator {
     child: Option<Child>,
-    /// The Lease (in `flotilla-system`) it competes for, and the identity it holds it under.
+    /// The Lease it competes for (in `lease_namespace`, `flotilla-system` unless the test chose
+    /// another), and the identity it holds it under.
     pub lease: String,
+    pub lease_namespace: String,
     pub identity: String,
     pub metrics_port: u16,
     pub log: PathBuf,
@@ -217,10 +219,17 @@ impl Operator {
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
         // Port 0: the operator binds a free port and logs it, so parallel tests never race for one.
+        // The Lease's namespace: a test's own flag or POD_NAMESPACE (as a pod has it), else
+        // flotilla-system.
+        let lease_namespace = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--leader-elect-namespace="))
+            .or_else(|| env.iter().find(|(k, _)| *k == "POD_NAMESPACE").map(|(_, v)| *v))
+            .unwrap_or("flotilla-system")
+            .to_string();
         cmd.arg("run")
             .arg("--metrics-addr=127.0.0.1:0")
             .arg(format!("--leader-elect-lease={}", opts.lease))
-            .arg("--leader-elect-namespace=flotilla-system")
             .arg("--lease-seconds=6")
             .arg(format!("--identity={identity}"))
             .env("KUBECONFIG", &kubeconfig)
@@ -232,6 +241,9 @@ impl Operator {
         if let Some(ns) = opts.namespace {
             cmd.arg(format!("--namespace={ns}"));
         }
+        if !args.iter().any(|a| a.starts_with("--leader-elect-namespace")) {
+            cmd.env("POD_NAMESPACE", &lease_namespace);
+        }
         if !args.iter().any(|a| a.starts_with("--policy")) {
             cmd.arg(format!("--policy={}", open_policy_path().display()));
         }
@@ -239,6 +251,7 @@ impl Operator {
         let mut op = Operator {
             child: Some(child),
             lease: opts.lease.to_string(),
+            lease_namespace,
             identity,
             metrics_port: 0,
             log,
@@ -297,7 +310,7 @@ impl Operator {
     /// Waits until this operator holds its Lease: /readyz also answers 200 while it stands by,
     /// and a test that counts what the operator does must not count the time it did not lead.
     pub async fn wait_leading(&mut self, client: &Client) {
-        let leases: Api<Lease> = Api::namespaced(client.clone(), "flotilla-system");
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &self.lease_namespace);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let holder = leases.get_opt(&self.lease).await.ok().flatten().and_then(|l| l.spec?.holder_identity);
@@ -435,6 +448,18 @@ impl Operator {
         let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
         // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name; 100 ticks/s.
         Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+    }
+
+    /// Waits up to `limit` for the process to exit on its own, and returns how it exited.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     pub fn is_running(&mut self) -> bool {
