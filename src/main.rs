@@ -41,9 +41,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "FLOTILLA_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or the flag repeated (default: all
+    /// namespaces). The operator then needs rights in these namespaces only.
+    #[arg(long, env = "FLOTILLA_NAMESPACE", value_delimiter = ',', value_parser = namespace_name)]
+    namespace: Vec<String>,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "FLOTILLA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -110,7 +111,7 @@ fn run(args: RunArgs) -> ExitCode {
         ..Settings::default()
     };
     let config = RunConfig {
-        namespace: args.namespace,
+        scope: flotilla::controller::Scope::new(args.namespace),
         metrics_addr: args.metrics_addr,
         concurrency: args.concurrency.max(1),
         leader_election: args.leader_elect.then(|| LeaderElection {
@@ -204,5 +205,22 @@ fn print_yaml(yaml: Result<String, serde_yaml_ng::Error>) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A namespace name as `--namespace` takes it: a DNS label (RFC 1123).
+fn namespace_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (lowercase letters, digits and '-', at most 63, no '-' at either end)"
+        ))
     }
 }

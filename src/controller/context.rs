@@ -36,6 +36,8 @@ pub struct Caches {
     pub secrets: Cache<Secret>,
     /// Ingresses Flotilla did not make (any label but managed-by flotilla): the hosts they hold.
     pub foreign_ingresses: Store<Ingress>,
+    /// The namespaces watched: a list the caches cannot answer yet is made within them.
+    pub scope: super::scope::Scope,
 }
 
 pub struct Context {
@@ -100,6 +102,7 @@ impl Context {
             stateful_sets: Cache::default(),
             secrets: Cache::default(),
             foreign_ingresses: store().0,
+            scope: super::scope::Scope::All,
         };
         let reporter = Reporter { controller: crate::api::contract::MANAGER.into(), instance: None };
         let settings = crate::render::Settings::default();

@@ -11,6 +11,8 @@ mod guard;
 mod leader;
 mod reconcile;
 mod replicas;
+pub mod scope;
+pub use scope::Scope;
 mod status;
 mod watches;
 
@@ -40,8 +42,8 @@ use context::Context;
 /// How the operator runs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    /// Watch only this namespace; all namespaces when None.
-    pub namespace: Option<String>,
+    /// The namespaces watched (all, or a list).
+    pub scope: Scope,
     pub metrics_addr: SocketAddr,
     pub concurrency: u16,
     pub leader_election: Option<LeaderElection>,
@@ -89,10 +91,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let addr = config.metrics_addr;
     let listener = server::bind(addr).await.map_err(|source| RunError::Serve { addr, source })?;
     let client = client(metrics.clone()).await?;
-    let ms_api: Api<Microservice> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    // At start, the Microservice API answering in every namespace watched.
+    let ms_apis: Vec<Api<Microservice>> = config.scope.apis(&client);
 
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -105,7 +105,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         let _ = stop_tx.send(true);
     });
     tokio::select! {
-        found = wait_for_crd(&ms_api) => found?,
+        found = wait_for_crd(&ms_apis) => found?,
         _ = wait_true(stop_rx.clone()) => return finish(server).await,
     }
 
@@ -131,7 +131,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         lost = Some(e.keep());
     }
 
-    let (controller, fleet, classes, caches) = watches::build(&client, config.namespace.as_ref());
+    let (controller, fleet, classes, caches) = watches::build(&client, &config.scope);
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -208,20 +208,23 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 /// moment after it is established, and a new RoleBinding takes a moment to be authorized.
 const STARTUP_WAIT: Duration = Duration::from_secs(60);
 
-async fn wait_for_crd(ms_api: &Api<Microservice>) -> Result<(), RunError> {
+async fn wait_for_crd(ms_apis: &[Api<Microservice>]) -> Result<(), RunError> {
     let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
     let mut delay = Duration::from_millis(250);
-    loop {
-        match ms_api.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(_) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                warn!(error = %e, retry_in = ?delay, "the Microservice API does not answer yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+    for ms_api in ms_apis {
+        loop {
+            match ms_api.list_metadata(&ListParams::default().limit(1)).await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                    warn!(error = %e, retry_in = ?delay, "the Microservice API does not answer yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(RunError::Crd(e)),
             }
-            Err(e) => return Err(RunError::Crd(e)),
         }
     }
+    Ok(())
 }
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<(), RunError> {

@@ -165,13 +165,17 @@ async fn foreign_claims(ctx: &Context, host: &str) -> Result<Vec<render::hosts::
     let ingresses: Vec<Arc<Ingress>> = match store.wait_until_ready().now_or_never() {
         Some(Ok(())) => store.state(),
         _ => {
-            let api: Api<Ingress> = Api::all(ctx.client.clone());
+            // Within the namespaces watched: the operator may have no rights elsewhere.
             let selector = format!("{}!={}", crate::api::contract::MANAGED_BY_LABEL, crate::api::contract::MANAGER);
-            let list = api
-                .list(&kube::api::ListParams::default().labels(&selector))
-                .await
-                .map_err(Error::kube("list Ingresses"))?;
-            list.items.into_iter().map(Arc::new).collect()
+            let mut found = Vec::new();
+            for api in ctx.caches.scope.apis::<Ingress>(&ctx.client) {
+                let list = api
+                    .list(&kube::api::ListParams::default().labels(&selector))
+                    .await
+                    .map_err(Error::kube("list Ingresses"))?;
+                found.extend(list.items.into_iter().map(Arc::new));
+            }
+            found
         }
     };
     Ok(ingresses

@@ -23,29 +23,19 @@ use tracing::warn;
 use super::cache::Cache;
 use super::context::Caches;
 use super::guard;
+use super::scope::Scope;
 use crate::api::contract::{MANAGED_BY_LABEL, MANAGER, SELECTOR_LABEL};
 use crate::api::{DatabaseClass, Microservice};
 use crate::render::{Fleet, database};
 
 pub fn build(
     client: &Client,
-    namespace: Option<&String>,
+    scope: &Scope,
 ) -> (Controller<Microservice>, Fleet, Store<Guarded<DatabaseClass>>, Caches) {
-    fn api<K>(client: &Client, ns: Option<&String>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let ns = namespace;
     // Each Microservice is read on its own, so one that cannot be read never stops the others.
     let (reader, writer) = reflector::store::<Microservice>();
     let last = reader.clone();
-    let events = watcher::watcher(api::<guard::Read>(client, ns), list_pages()).filter_map(move |event| {
+    let events = scope.watch::<guard::Read>(client, list_pages()).filter_map(move |event| {
         futures::future::ready(match event {
             Ok(event) => guard::readable(event, &last).map(Ok),
             Err(e) => Some(Err(e)),
@@ -93,8 +83,7 @@ pub fn build(
     let children = list_pages().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     // The children's watches fill the caches and trigger their owners' reconciles.
     fn owned<K>(
-        api: Api<K>,
-        config: watcher::Config,
+        events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     ) -> (Cache<K>, impl futures::Stream<Item = Result<K, watcher::Error>>)
     where
         K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -103,32 +92,31 @@ pub fn build(
         let cache = Cache::default();
         // The comparisons never read managedFields, which are a large share of each object;
         // of a Deployment's, only what the replica hand-off asks is kept (see `replicas_owner`).
-        let events = watcher::watcher(api, config).modify(|obj| {
+        let events = events.modify(|obj| {
             let kept = replicas_owner(obj.managed_fields());
             *obj.managed_fields_mut() = kept;
         });
         let touched = cache.fill(events);
         (cache, touched)
     }
-    let (deployments, deployment_events) = owned(api::<Deployment>(client, ns), children.clone());
-    let (services, service_events) = owned(api::<Service>(client, ns), children.clone());
-    let (service_accounts, service_account_events) = owned(api::<ServiceAccount>(client, ns), children.clone());
-    let (hpas, hpa_events) = owned(api::<HorizontalPodAutoscaler>(client, ns), children.clone());
-    let (network_policies, network_policy_events) = owned(api::<NetworkPolicy>(client, ns), children.clone());
-    let (pdbs, pdb_events) = owned(api::<PodDisruptionBudget>(client, ns), children.clone());
-    let (ingresses, ingress_events) = owned(api::<Ingress>(client, ns), children.clone());
-    let (stateful_sets, stateful_set_events) = owned(api::<StatefulSet>(client, ns), children.clone());
-    let (secrets, secret_events) = owned(api::<Secret>(client, ns), children.clone());
+    let (deployments, deployment_events) = owned(scope.watch::<Deployment>(client, children.clone()));
+    let (services, service_events) = owned(scope.watch::<Service>(client, children.clone()));
+    let (service_accounts, service_account_events) = owned(scope.watch::<ServiceAccount>(client, children.clone()));
+    let (hpas, hpa_events) = owned(scope.watch::<HorizontalPodAutoscaler>(client, children.clone()));
+    let (network_policies, network_policy_events) = owned(scope.watch::<NetworkPolicy>(client, children.clone()));
+    let (pdbs, pdb_events) = owned(scope.watch::<PodDisruptionBudget>(client, children.clone()));
+    let (ingresses, ingress_events) = owned(scope.watch::<Ingress>(client, children.clone()));
+    let (stateful_sets, stateful_set_events) = owned(scope.watch::<StatefulSet>(client, children.clone()));
+    let (secrets, secret_events) = owned(scope.watch::<Secret>(client, children.clone()));
     // Ingresses Flotilla did not make hold their hosts too: a change of one reconciles the
     // services that claim one of its hosts. Only their hosts and age are kept.
     let (foreign_ingresses, foreign_writer) = reflector::store::<Ingress>();
     let foreign =
-        watcher::watcher(api::<Ingress>(client, ns), list_pages().labels(&format!("{MANAGED_BY_LABEL}!={MANAGER}")))
-            .modify(|ing| {
-                ing.metadata.managed_fields = None;
-                ing.metadata.annotations = None;
-                ing.status = None;
-            });
+        scope.watch::<Ingress>(client, list_pages().labels(&format!("{MANAGED_BY_LABEL}!={MANAGER}"))).modify(|ing| {
+            ing.metadata.managed_fields = None;
+            ing.metadata.annotations = None;
+            ing.status = None;
+        });
     let foreign_events = reflector(foreign_writer, foreign).touched_objects();
     let caches = Caches {
         deployments,
@@ -141,6 +129,7 @@ pub fn build(
         stateful_sets,
         secrets,
         foreign_ingresses,
+        scope: scope.clone(),
     };
     let controller = Controller::for_stream(microservices, reader)
         .owns_stream(deployment_events)

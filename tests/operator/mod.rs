@@ -149,6 +149,48 @@ fn operator_kubeconfig(dir: &Path, name: &str, user: &str) -> PathBuf {
     path
 }
 
+/// The API server's host and port, from the tests' kubeconfig.
+pub fn api_server_address() -> (String, u16) {
+    let text = std::fs::read_to_string(kubeconfig_path()).expect("kubeconfig");
+    let cfg: serde_json::Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
+    let server = cfg["clusters"][0]["cluster"]["server"].as_str().expect("a server in the kubeconfig");
+    let host_port = server.trim_start_matches("https://").trim_end_matches('/');
+    let (host, port) = host_port.rsplit_once(':').expect("server as https://host:port");
+    (host.to_string(), port.parse().expect("a port"))
+}
+
+/// The files a pod of ServiceAccount `namespace/account` finds at
+/// `/var/run/secrets/kubernetes.io/serviceaccount`: a token the API server issues for it
+/// (TokenRequest, one hour), the cluster's CA and the namespace; in a directory of their own.
+pub async fn pod_account_files(client: &Client, namespace: &str, account: &str) -> PathBuf {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request: TokenRequest =
+        serde_json::from_value(serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+    let issued: TokenRequest = accounts
+        .create_subresource("token", account, &kube::api::PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("a token for {namespace}/{account}: {e}"));
+    let token = issued.status.expect("a token").token;
+    let text = std::fs::read_to_string(kubeconfig_path()).expect("kubeconfig");
+    let cfg: serde_json::Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
+    let ca = match cfg["clusters"][0]["cluster"]["certificate-authority-data"].as_str() {
+        // ByteString reads base64, as the kubeconfig holds it.
+        Some(data) => serde_json::from_value::<k8s_openapi::ByteString>(data.into()).expect("CA data").0,
+        None => std::fs::read(cfg["clusters"][0]["cluster"]["certificate-authority"].as_str().expect("a CA"))
+            .expect("the CA file"),
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-logs")
+        .join(format!("account-{namespace}-{account}-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), token).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca).unwrap();
+    std::fs::write(dir.join("namespace"), namespace).unwrap();
+    dir
+}
+
 /// The policy the tests' operators run with unless a test gives its own: it leaves open what a
 /// platform may open, so that tests of other features meet no refusal of the shipped defaults
 /// (tests/cluster_tenants.rs runs with those).
@@ -210,14 +252,60 @@ impl Operator {
         rust_log: &str,
         user: &str,
     ) -> Operator {
+        Self::spawn(opts, args, env, rust_log, Some(user), None)
+    }
+
+    /// Starts the operator as a pod sees the API: no kubeconfig, `KUBERNETES_SERVICE_HOST` and
+    /// `_PORT` in its environment, and the ServiceAccount's token, the cluster's CA and the
+    /// namespace (the files of `account_dir`) at the standard path
+    /// `/var/run/secrets/kubernetes.io/serviceaccount`, mounted for this process alone (a mount
+    /// namespace of its own, as root), so concurrent tests never share the path.
+    pub fn start_in_pod(opts: &OperatorOptions, args: &[String], env: &[(&str, &str)], account_dir: &Path) -> Operator {
+        Self::spawn(opts, args, env, "info,flotilla=debug,kube=warn", None, Some(account_dir))
+    }
+
+    fn spawn(
+        opts: &OperatorOptions,
+        args: &[String],
+        env: &[(&str, &str)],
+        rust_log: &str,
+        user: Option<&str>,
+        account_dir: Option<&Path>,
+    ) -> Operator {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let name = format!("{}-{}", opts.tag, unique());
-        let kubeconfig = operator_kubeconfig(&dir, &name, user);
         let log = dir.join(format!("operator-{name}.log"));
         let identity = format!("{}-{}", opts.tag, unique());
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        let mut cmd = match account_dir {
+            None => {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+                cmd.env("KUBECONFIG", operator_kubeconfig(&dir, &name, user.unwrap_or(OPERATOR_USER)));
+                cmd
+            }
+            Some(account) => {
+                let server = api_server_address();
+                let home = dir.join(format!("home-{name}"));
+                std::fs::create_dir_all(&home).unwrap();
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(
+                        "set -e; mount -t tmpfs none /run; d=/var/run/secrets/kubernetes.io/serviceaccount; \
+                         mkdir -p $d; cp \"$ACCOUNT_DIR\"/* $d/; exec \"$@\"",
+                    )
+                    .arg("sh")
+                    .arg(env!("CARGO_BIN_EXE_flotilla"))
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    // No kubeconfig to find: the in-cluster configuration is what is left.
+                    .env("HOME", &home)
+                    .env("ACCOUNT_DIR", account)
+                    .env("KUBERNETES_SERVICE_HOST", server.0)
+                    .env("KUBERNETES_SERVICE_PORT", server.1.to_string());
+                cmd
+            }
+        };
         // Port 0: the operator binds a free port and logs it, so parallel tests never race for one.
         // The Lease's namespace: a test's own flag or POD_NAMESPACE (as a pod has it), else
         // flotilla-system.
@@ -232,7 +320,6 @@ impl Operator {
             .arg(format!("--leader-elect-lease={}", opts.lease))
             .arg("--lease-seconds=6")
             .arg(format!("--identity={identity}"))
-            .env("KUBECONFIG", &kubeconfig)
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", rust_log)
