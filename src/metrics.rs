@@ -35,6 +35,9 @@ pub struct Metrics {
     /// Distinct Microservices reconciled since the process started: after a restart, how much
     /// of the fleet it has looked at (repeats of one service do not count).
     pub reconciled_objects: Gauge,
+    /// 1 while this process leads (or runs without leader election), else 0: a standby
+    /// reconciles nothing by design, so "no reconciles" alerts ask the leader only.
+    pub leader: Gauge,
     /// Hashes of `namespace/name` of [`Metrics::reconciled_objects`] (8 bytes a service).
     seen: Mutex<HashSet<u64>>,
 }
@@ -47,6 +50,7 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let api_requests = Family::<RequestLabels, Counter>::default();
         let reconciled_objects = Gauge::default();
+        let leader = Gauge::default();
         registry.register("reconciles", "Reconciliations started", reconciles.clone());
         registry.register("reconcile_errors", "Failed reconciliations by error category", failures.clone());
         registry.register("reconcile_duration_seconds", "Duration of reconciliations", duration.clone());
@@ -56,7 +60,21 @@ impl Default for Metrics {
             "Distinct Microservices reconciled since the process started",
             reconciled_objects.clone(),
         );
-        Self { registry, reconciles, failures, duration, api_requests, reconciled_objects, seen: Mutex::default() }
+        registry.register(
+            "leader",
+            "1 while this replica leads (or runs without leader election), else 0",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            api_requests,
+            reconciled_objects,
+            leader,
+            seen: Mutex::default(),
+        }
     }
 }
 

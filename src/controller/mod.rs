@@ -130,6 +130,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         ready.store(false, Ordering::Relaxed);
         lost = Some(e.keep());
     }
+    metrics.leader.set(1);
 
     let (controller, fleet, classes, caches) = watches::build(&client, &config.scope);
     let store = controller.store();
@@ -193,6 +194,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         })
         .await;
     info!("controller stopped");
+    metrics.leader.set(0);
 
     if lost_flag.load(Ordering::Relaxed) {
         return Err(RunError::LostLeadership);
