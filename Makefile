@@ -41,9 +41,10 @@ cluster-tests:
 	@tests/gitops/build.sh all >/dev/null
 	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test $(addprefix --test ,$(CLUSTER_TESTS))
 
-## Regenerate the committed CRDs and golden files; review the diff before committing.
+## Regenerate the committed CRDs (also the Helm chart's copy) and golden files; review the diff before committing.
 crds:
 	$(CARGO) run -q -- crd > crds/flotilla.dev.yaml
+	cp crds/flotilla.dev.yaml charts/flotilla/crds/flotilla.dev.yaml
 
 golden:
 	UPDATE_GOLDEN=1 $(CARGO) test --test golden --test crd
