@@ -2,6 +2,8 @@
 //! renders what `kubectl kustomize config/default` does (and, with `watchNamespaces`, grants the
 //! operator's rights in those namespaces only), `helm install`, `upgrade` and `uninstall` do what
 //! they say on the local cluster, and so does `kubectl apply --server-side -k config/default`.
+//! With `metrics.serviceMonitor.enabled` and `metrics.prometheusRule.enabled` it also renders what
+//! `kubectl kustomize config/prometheus` does, which the Prometheus Operator's CRDs take.
 //!
 //! Helm is built from its Go module (the version `tests/install/helm/go.mod` pins) by
 //! `tests/install/helm.sh`, once, into the cache outside the work tree; kubectl is the local
@@ -21,8 +23,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
-use kube::{Client, Resource};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -41,6 +45,14 @@ const HELM_LABELS: [&str; 5] = [
     "app.kubernetes.io/version",
     "app.kubernetes.io/managed-by",
 ];
+/// The label by which the chart's selectors also name the release, so that two releases in one
+/// namespace select their own pods; kustomize's select the app alone.
+const INSTANCE: &str = "app.kubernetes.io/instance";
+/// The values that turn on the chart's monitoring objects (config/prometheus's).
+const MONITORING: [&str; 4] =
+    ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"];
+/// The kinds of `kubectl kustomize config/prometheus`, sorted.
+const MONITORING_KINDS: [&str; 3] = ["PrometheusRule", "Service", "ServiceMonitor"];
 /// Stands for the policy ConfigMap's name, which kustomize suffixes with a hash and the chart
 /// does not.
 const POLICY: &str = "<policy ConfigMap>";
@@ -96,9 +108,19 @@ async fn kustomize() -> Vec<Value> {
     objects(&run(&kubectl(), &["kustomize", "config/default"]).await)
 }
 
+/// `kubectl kustomize config/prometheus`.
+async fn kustomize_prometheus() -> Vec<Value> {
+    objects(&run(&kubectl(), &["kustomize", "config/prometheus"]).await)
+}
+
 /// `helm template flotilla charts/flotilla -n flotilla-system --include-crds` with `args`.
 async fn helm_template(args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["template", "flotilla", CHART, "-n", "flotilla-system", "--include-crds"];
+    render("flotilla", "flotilla-system", args).await
+}
+
+/// `helm template <release> charts/flotilla -n <namespace> --include-crds` with `args`.
+async fn render(release: &str, namespace: &str, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["template", release, CHART, "-n", namespace, "--include-crds"];
     all.extend_from_slice(args);
     objects(&run(helm(), &all).await)
 }
@@ -158,6 +180,17 @@ fn drop_helm_labels(chart: &mut Value, kustomize: &Value, pointer: &str) {
     }
 }
 
+/// Drops [`INSTANCE`] from the chart's selector at `pointer` when kustomize's lacks it, after
+/// checking that it names `release`; any other difference stays.
+fn drop_instance(chart: &mut Value, kustomize: &Value, pointer: &str, release: &str) {
+    let theirs = kustomize.pointer(pointer).and_then(Value::as_object).expect("kustomize's selector");
+    if theirs.contains_key(INSTANCE) {
+        return;
+    }
+    let ours = chart.pointer_mut(pointer).and_then(Value::as_object_mut).expect("the chart's selector");
+    assert_eq!(ours.remove(INSTANCE), Some(json!(release)), "the selector at {pointer} names the release");
+}
+
 /// The chart's object made comparable to kustomize's: Helm's labels (see [`HELM_LABELS`]) and
 /// the pod template's `checksum/policy` annotation (checked to be the policy's sha256) removed.
 fn normalised(chart: &Value, kustomize: &Value, policy: &str) -> Value {
@@ -200,6 +233,11 @@ async fn helm_template_renders_what_kustomize_does() {
             "config/manager/policy.yaml",
             "cp config/manager/policy.yaml charts/flotilla/files/",
         ),
+        (
+            "charts/flotilla/files/prometheusrule.yaml",
+            "config/prometheus/prometheusrule.yaml",
+            "cp config/prometheus/prometheusrule.yaml charts/flotilla/files/",
+        ),
     ] {
         let read = |p: &str| std::fs::read(Path::new(ROOT).join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"));
         assert!(read(copy) == read(source), "{copy} is not {source}: `{fix}`");
@@ -234,6 +272,184 @@ async fn helm_template_renders_what_kustomize_does() {
         let differing = paths_differing(k, theirs, &ours);
         assert!(differing.is_empty(), "the chart's {k} (normalised) differs from kustomize's at {differing:#?}");
     }
+}
+
+/// With `metrics.serviceMonitor.enabled` and `metrics.prometheusRule.enabled`, release "flotilla"
+/// adds to its default objects exactly those of `kubectl kustomize config/prometheus`: the metrics
+/// Service, the ServiceMonitor and the PrometheusRule (its spec read from the chart's copy of the
+/// file, Prometheus's `{{ $labels.* }}` untouched by Helm), equal but for Helm's labels and the
+/// release's [`INSTANCE`] label in the Service's and the ServiceMonitor's selectors. Its other
+/// objects do not change.
+#[tokio::test]
+async fn helm_template_with_monitoring_renders_what_config_prometheus_does() {
+    if !with_cluster().await {
+        return;
+    }
+    let by_key = |objs: Vec<Value>| -> BTreeMap<String, Value> { objs.into_iter().map(|o| (key(&o), o)).collect() };
+    let kustomized = by_key(kustomize_prometheus().await);
+    let plain = by_key(helm_template(&[]).await);
+    let monitored = by_key(helm_template(&MONITORING).await);
+    for (k, obj) in &plain {
+        assert_eq!(monitored.get(k), Some(obj), "{k} changes with the monitoring values");
+    }
+    let added: BTreeMap<&String, &Value> = monitored.iter().filter(|(k, _)| !plain.contains_key(*k)).collect();
+    assert_eq!(
+        added.keys().copied().collect::<Vec<_>>(),
+        kustomized.keys().collect::<Vec<_>>(),
+        "the objects the monitoring values add are config/prometheus's"
+    );
+    let mut kinds: Vec<&str> = added.values().map(|o| str_at(o, "/kind")).collect();
+    kinds.sort();
+    assert_eq!(kinds, MONITORING_KINDS);
+    for (k, chart) in added {
+        let theirs = &kustomized[k];
+        let mut ours = chart.clone();
+        drop_helm_labels(&mut ours, theirs, "/metadata/labels");
+        match str_at(chart, "/kind") {
+            "Service" => drop_instance(&mut ours, theirs, "/spec/selector", "flotilla"),
+            "ServiceMonitor" => drop_instance(&mut ours, theirs, "/spec/selector/matchLabels", "flotilla"),
+            _ => {}
+        }
+        let differing = paths_differing(k, theirs, &ours);
+        assert!(
+            differing.is_empty(),
+            "the chart's {k} (normalised) differs from config/prometheus's at {differing:#?}"
+        );
+    }
+    let rule = serde_json::to_string(only(&monitored.into_values().collect::<Vec<_>>(), "PrometheusRule", "flotilla"))
+        .unwrap();
+    assert!(rule.contains("{{ $labels.namespace }}"), "Prometheus's templates reach the rule as written");
+}
+
+/// `labels` (an object) has every pair of `selector` (an object).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let labels = labels.as_object().expect("labels");
+    selector.as_object().expect("a selector").iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The monitoring objects of any release find its operator, and its alone: the Service selects
+/// the Deployment's pods by the release's [`INSTANCE`] label too, the ServiceMonitor selects the
+/// Service and scrapes its port, and the series get job="flotilla" (the Service's label that the
+/// ServiceMonitor's jobLabel names), which the alerts select. The values land where they say:
+/// the metrics port, the scrape interval, an empty scrapeTimeout left out, and the extra labels
+/// on the ServiceMonitor and the PrometheusRule only.
+#[tokio::test]
+async fn the_monitoring_objects_of_a_release_select_its_operator() {
+    if !with_cluster().await {
+        return;
+    }
+    for (release, full) in [("flotilla", "flotilla"), ("team-a", "team-a-flotilla")] {
+        let mut args = MONITORING.to_vec();
+        args.extend([
+            "--set",
+            "metrics.port=9090",
+            "--set",
+            "metrics.serviceMonitor.interval=1m",
+            "--set",
+            "metrics.serviceMonitor.scrapeTimeout=",
+            "--set",
+            "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+            "--set",
+            "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+            "--set",
+            "metrics.prometheusRule.labels.team=platform",
+        ]);
+        let objs = render(release, "monitoring", &args).await;
+        let deployment = only(&objs, "Deployment", full);
+        let service = only(&objs, "Service", &format!("{full}-metrics"));
+        let monitor = only(&objs, "ServiceMonitor", full);
+        let rule = only(&objs, "PrometheusRule", full);
+        for obj in [service, monitor, rule] {
+            assert_eq!(str_at(obj, "/metadata/namespace"), "monitoring", "{} in the release's namespace", key(obj));
+        }
+        let selector = &service["spec"]["selector"];
+        assert!(selects(selector, &deployment["spec"]["template"]["metadata"]["labels"]), "{release}: {selector}");
+        assert_eq!(selector[INSTANCE], json!(release), "the Service selects this release's pods only");
+        let matching = &monitor["spec"]["selector"]["matchLabels"];
+        assert!(selects(matching, &service["metadata"]["labels"]), "{release}: {matching}");
+        assert_eq!(matching[INSTANCE], json!(release), "the ServiceMonitor selects this release's Service only");
+        let job = str_at(monitor, "/spec/jobLabel");
+        assert_eq!(service["metadata"]["labels"][job], json!("flotilla"), "the series get job=\"flotilla\"");
+        assert_eq!(
+            service["spec"]["ports"],
+            json!([{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}])
+        );
+        assert_eq!(
+            deployment.pointer("/spec/template/spec/containers/0/ports"),
+            Some(&json!([{"name": "metrics", "containerPort": 9090}])),
+            "targetPort metrics is the operator's metrics port"
+        );
+        assert_eq!(monitor["spec"]["endpoints"], json!([{"port": "metrics", "path": "/metrics", "interval": "1m"}]));
+        assert_eq!(monitor["metadata"]["labels"]["release"], json!("kube-prometheus-stack"));
+        assert_eq!(rule["metadata"]["labels"]["release"], json!("kube-prometheus-stack"));
+        assert_eq!(rule["metadata"]["labels"]["team"], json!("platform"));
+        assert_eq!(service["metadata"]["labels"].get("release"), None, "the Service keeps its labels");
+    }
+    // The series must get job="flotilla": a nameOverride, which would change it, is refused.
+    let mut args = vec!["template", "flotilla", CHART, "--set", "nameOverride=fleet"];
+    args.extend_from_slice(&MONITORING);
+    let out = command(helm(), &args).output().await.expect("helm runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("job=\"fleet\""), "nameOverride is refused: {stderr}");
+}
+
+/// The CRDs' paths that `tests/cluster/monitoring-crds.sh` prints (it downloads them once into
+/// Go's module cache), as tests/cluster_monitoring.rs uses them. Panics when they cannot be had.
+async fn prometheus_operator_crds() -> Vec<PathBuf> {
+    let script = PathBuf::from(ROOT).join("tests/cluster/monitoring-crds.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} failed ({}); this test needs the Go toolchain and the Go module proxy (or Go's module cache) for the \
+         Prometheus Operator's CRDs:\n{stderr}",
+        script.display(),
+        out.status
+    );
+    eprint!("{stderr}");
+    String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).collect()
+}
+
+/// The API server takes a release's Service, ServiceMonitor and PrometheusRule, the last two
+/// judged by the Prometheus Operator's own CRDs (`tests/cluster/monitoring-crds.sh`'s, applied as
+/// tests/cluster_monitoring.rs does), in server-side dry-run creates in a namespace of the test's.
+#[tokio::test]
+async fn the_prometheus_operators_crds_take_the_charts_monitoring_objects() {
+    let Some(client) = support::client().await else { return };
+    let crds = prometheus_operator_crds().await;
+    assert_eq!(crds.len(), 2, "{crds:?}");
+    for crd in &crds {
+        operator::apply_file(&client, crd).await;
+    }
+    operator::crds_established(
+        &client,
+        &["servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"],
+    )
+    .await;
+    let ns = TestNamespace::new(&client, "helm-monitoring").await;
+    let mut args = MONITORING.to_vec();
+    args.extend(["--set", "metrics.serviceMonitor.labels.release=kube-prometheus-stack"]);
+    let objs = render("mon", ns.name(), &args).await;
+    let mut kinds = Vec::new();
+    for obj in objs.into_iter().filter(|o| MONITORING_KINDS.contains(&str_at(o, "/kind"))) {
+        let obj: DynamicObject = serde_json::from_value(obj).expect("an object");
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
+        let (ar, _) = pinned_kind(&client, &gvk).await.unwrap_or_else(|e| panic!("discover {gvk:?}: {e}"));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &ar);
+        api.create(&PostParams { dry_run: true, field_manager: None }, &obj)
+            .await
+            .unwrap_or_else(|e| panic!("the API server refuses {} {}: {e}", types.kind, obj.name_any()));
+        kinds.push(types.kind);
+    }
+    kinds.sort();
+    assert_eq!(kinds, MONITORING_KINDS);
+    ns.cleanup().await;
 }
 
 /// The rules of role.yaml that a RoleBinding grants in a namespace: all but reading
@@ -310,13 +526,19 @@ async fn watch_namespaces_bind_the_rules_in_those_namespaces_only() {
     }
 }
 
-/// `helm lint --strict` finds nothing to warn about, in either RBAC mode.
+/// `helm lint --strict` finds nothing to warn about, in either RBAC mode, nor with the monitoring
+/// objects.
 #[tokio::test]
 async fn helm_lint_strict_is_clean() {
     if !with_cluster().await {
         return;
     }
-    for extra in [&[][..], &["--set", "watchNamespaces={team-a}", "--set", "logFormat=text"][..]] {
+    let monitoring = [
+        &MONITORING[..],
+        &["--set", "metrics.serviceMonitor.labels.release=kps", "--set", "metrics.prometheusRule.labels.release=kps"],
+    ]
+    .concat();
+    for extra in [&[][..], &["--set", "watchNamespaces={team-a}", "--set", "logFormat=text"][..], &monitoring[..]] {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(extra);
         let out = run(helm(), &args).await;

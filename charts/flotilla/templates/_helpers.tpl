@@ -36,6 +36,11 @@ The release's name when it contains the chart's name, else "<release>-flotilla":
   namespace: {{ .Release.Namespace }}
 {{- end }}
 
+{{/* The metrics Service: flotilla-metrics for release "flotilla", as config/prometheus names it. */}}
+{{- define "flotilla.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "flotilla.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* The fixed name of the policy ConfigMap (kustomize's carries a hash instead). */}}
 {{- define "flotilla.policyName" -}}
 {{- printf "%s-policy" (include "flotilla.fullname" .) | trunc 63 | trimSuffix "-" }}
