@@ -41,6 +41,12 @@ cluster-tests:
 	@tests/gitops/build.sh all >/dev/null
 	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CLUSTER_KUBECONFIG))" $(CARGO) test $(addprefix --test ,$(CLUSTER_TESTS))
 
+## The operator's OCI image without a container engine: target/image/ (OCI layout) and
+## target/image.oci.tar (see README, "The image").
+.PHONY: image
+image:
+	@scripts/image.sh
+
 ## Regenerate the committed CRDs (also the Helm chart's copy) and golden files; review the diff before committing.
 crds:
 	$(CARGO) run -q -- crd > crds/flotilla.dev.yaml
