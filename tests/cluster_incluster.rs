@@ -1,15 +1,13 @@
 //! The operator as it runs in a pod: no kubeconfig, the API server's address in
 //! `KUBERNETES_SERVICE_HOST`/`_PORT`, and a ServiceAccount token the real API server issued at
 //! the standard path. It reconciles with exactly the shipped RBAC (the ClusterRole of
-//! `config/rbac/role.yaml`), and, installed for a list of namespaces, with the same rules bound
-//! by a RoleBinding in each of them and nothing more: services there become Ready, a service
-//! elsewhere is never touched, and no request is refused. Needs `make cluster-up`, and root (the
-//! token is mounted in a mount namespace of the operator's own).
+//! `config/rbac/role.yaml`) and no request is refused. (A release of the Helm chart for a list of
+//! namespaces is run the same way in `tests/cluster_install.rs`.) Needs `make cluster-up`, and
+//! root (the token is mounted in a mount namespace of the operator's own).
 
 mod operator;
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -55,10 +53,6 @@ async fn database_class(client: &Client, name: &str) -> support::Cleanup {
     })
 }
 
-fn shipped(file: &str) -> String {
-    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/rbac").join(file)).unwrap()
-}
-
 fn assert_never_refused(op: &Operator) {
     let logs = op.logs();
     assert!(!logs.contains("forbidden") && !logs.contains("Forbidden"), "a request was refused:\n{}", op.log_tail());
@@ -92,94 +86,4 @@ async fn in_a_pod_with_the_shipped_rbac_it_reconciles() {
     assert_never_refused(&op);
     op.kill();
     ns.cleanup().await;
-}
-
-/// Installed for two namespaces: the namespaced rules of the shipped ClusterRole bound in each
-/// by a RoleBinding, DatabaseClasses readable cluster-wide, the Lease in the operator's own
-/// namespace; `FLOTILLA_NAMESPACE=a,b`, as a Deployment would set it.
-#[tokio::test]
-async fn installed_for_a_list_of_namespaces_it_needs_rights_in_those_alone() {
-    let Some(client) = client().await else { return };
-    install(&client).await;
-    let home = TestNamespace::new(&client, "incluster-op").await;
-    let a = TestNamespace::new(&client, "incluster-a").await;
-    let b = TestNamespace::new(&client, "incluster-b").await;
-    let elsewhere = TestNamespace::new(&client, "incluster-c").await;
-    let (h, na, nb) = (home.name().to_string(), a.name().to_string(), b.name().to_string());
-    let _class = database_class(&client, &format!("pg-{h}")).await;
-
-    // The shipped ClusterRole's rules under a name of this install's, without DatabaseClasses,
-    // which are cluster-scoped and get a ClusterRole of their own.
-    let role = shipped("role.yaml");
-    let rules = role.split("---").next().unwrap().replace("name: flotilla\n", &format!("name: flotilla-ns-{h}\n"));
-    let rules = rules.replace("resources: [microservices, databaseclasses]", "resources: [microservices]");
-    assert!(rules.contains("resources: [microservices]\n"), "the shipped rules changed shape: {role}");
-    let mut yaml = rules;
-    for ns in [&na, &nb] {
-        yaml += &format!(
-            "\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: flotilla, namespace: {ns}}}\n\
-             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: flotilla-ns-{h}}}\n\
-             subjects: [{{kind: ServiceAccount, name: flotilla, namespace: {h}}}]\n"
-        );
-    }
-    yaml += &format!(
-        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: flotilla-classes-{h}}}\n\
-         rules: [{{apiGroups: [flotilla.dev], resources: [databaseclasses], verbs: [get, list, watch]}}]\n\
-         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: flotilla-classes-{h}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: flotilla-classes-{h}}}\n\
-         subjects: [{{kind: ServiceAccount, name: flotilla, namespace: {h}}}]\n---\n"
-    );
-    yaml += &shipped("leader_election.yaml").replace("namespace: flotilla-system", &format!("namespace: {h}"));
-    yaml += &format!("\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: flotilla, namespace: {h}}}\n");
-    apply_yaml(&client, &yaml, None).await;
-    let cluster_scoped = h.clone();
-    let _rbac = support::Cleanup::new(move |client| async move {
-        use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-        let roles: Api<ClusterRole> = Api::all(client.clone());
-        let bindings: Api<ClusterRoleBinding> = Api::all(client);
-        let _ = roles.delete(&format!("flotilla-ns-{cluster_scoped}"), &DeleteParams::default()).await;
-        let _ = roles.delete(&format!("flotilla-classes-{cluster_scoped}"), &DeleteParams::default()).await;
-        let _ = bindings.delete(&format!("flotilla-classes-{cluster_scoped}"), &DeleteParams::default()).await;
-    });
-
-    let account = pod_account_files(&client, &h, "flotilla").await;
-    let lease = format!("lease-{h}");
-    let opts = OperatorOptions { namespace: None, lease: &lease, tag: "incluster-list" };
-    let watched = format!("{na},{nb}");
-    let mut op = Operator::start_in_pod(
-        &opts,
-        &[],
-        &[("FLOTILLA_NAMESPACE", watched.as_str()), ("POD_NAMESPACE", h.as_str())],
-        &account,
-    );
-    op.wait_ready().await;
-    op.wait_leading(&client).await;
-
-    let (in_a, in_b, in_c): (Api<Microservice>, Api<Microservice>, Api<Microservice>) =
-        (a.api(), b.api(), elsewhere.api());
-    apply_ms(&in_c, "ignored", json!({"image": "registry.example/ignored:1"})).await.unwrap();
-    apply_ms(
-        &in_a,
-        "web",
-        json!({"image": "registry.example/web:1", "replicas": 2,
-        "expose": {"ingress": {"host": format!("{na}.example.com")}}}),
-    )
-    .await
-    .unwrap();
-    apply_ms(&in_b, "orders", json!({"image": "registry.example/orders:1", "database": {"class": format!("pg-{h}")}}))
-        .await
-        .unwrap();
-    wait_ready(&in_a, "web").await;
-    wait_ready(&in_b, "orders").await;
-    // Both were reconciled after the one outside was applied: it is not among what was watched.
-    let ignored = in_c.get("ignored").await.unwrap();
-    let touched = ignored.status.as_ref().is_some_and(|st| !st.conditions.is_empty())
-        || ignored.metadata.managed_fields.iter().flatten().any(|m| m.manager.as_deref() == Some("flotilla"));
-    assert!(!touched, "a namespace not listed was reconciled: {:?}", ignored.metadata);
-    assert_eq!(op.services_reconciled(), 2, "only the listed namespaces' services");
-    assert_never_refused(&op);
-    op.kill();
-    for ns in [a, b, elsewhere, home] {
-        ns.cleanup().await;
-    }
 }

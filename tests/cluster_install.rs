@@ -842,3 +842,113 @@ async fn kubectl_apply_k_config_default_installs_the_operator() {
         get(&Api::<CustomResourceDefinition>::all(client.clone()), crd).await;
     }
 }
+
+/// A release for a list of namespaces, run as its pod would run: the chart's own ServiceAccount
+/// and RBAC (rendered by `helm template`, applied as they are), a token the API server issues for
+/// that account at the in-cluster path, and the `--namespace` its Deployment passes. Services in
+/// the listed namespaces become Ready, one elsewhere is never touched, and no request is refused.
+#[tokio::test]
+async fn a_namespace_scoped_release_reconciles_from_a_pod_with_the_charts_rbac_alone() {
+    use flotilla::api::Microservice;
+    use operator::{Operator, OperatorOptions, apply_ms, apply_yaml, pod_account_files};
+    let Some(client) = support::client().await else { return };
+    operator::install(&client).await;
+    let home = TestNamespace::new(&client, "helm-pod").await;
+    let a = TestNamespace::new(&client, "helm-pod-a").await;
+    let b = TestNamespace::new(&client, "helm-pod-b").await;
+    let elsewhere = TestNamespace::new(&client, "helm-pod-c").await;
+    let (h, na, nb) = (home.name().to_string(), a.name().to_string(), b.name().to_string());
+    let release = format!("flotilla-{}", &h[h.len() - 6..]);
+    let watch = format!("watchNamespaces={{{na},{nb}}}");
+    let objs = render(&release, &h, &["--set", &watch]).await;
+
+    let rbac_kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    let rbac: Vec<&Value> = objs.iter().filter(|o| rbac_kinds.contains(&str_at(o, "/kind"))).collect();
+    let cluster_scoped: Vec<(String, String)> = rbac
+        .iter()
+        .filter(|o| str_at(o, "/kind").starts_with("Cluster"))
+        .map(|o| (str_at(o, "/kind").to_string(), str_at(o, "/metadata/name").to_string()))
+        .collect();
+    assert_eq!(
+        cluster_scoped.len(),
+        3,
+        "the namespaced rules, reading DatabaseClasses and its binding: {cluster_scoped:?}"
+    );
+    let _cleanup = Cleanup::new(move |client| async move {
+        for (kind, name) in cluster_scoped {
+            if kind == "ClusterRole" {
+                let _ = Api::<ClusterRole>::all(client.clone()).delete(&name, &DeleteParams::default()).await;
+            } else {
+                let _ = Api::<ClusterRoleBinding>::all(client.clone()).delete(&name, &DeleteParams::default()).await;
+            }
+        }
+    });
+    let yaml: Vec<String> = rbac.iter().map(|o| serde_yaml_ng::to_string(o).unwrap()).collect();
+    apply_yaml(&client, &yaml.join("---\n"), None).await;
+
+    let account = str_at(only(&objs, "ServiceAccount", &release), "/metadata/name").to_string();
+    let deployment = only(&objs, "Deployment", &release);
+    let namespace_arg = deployment
+        .pointer("/spec/template/spec/containers/0/args")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|a| a.starts_with("--namespace="))
+        .expect("the Deployment passes --namespace")
+        .to_string();
+    assert_eq!(namespace_arg, format!("--namespace={na},{nb}"));
+    let files = pod_account_files(&client, &h, &account).await;
+    let lease = format!("{release}-leader");
+    let opts = OperatorOptions { namespace: None, lease: &lease, tag: "helm-pod" };
+    let mut op = Operator::start_in_pod(&opts, &[namespace_arg], &[("POD_NAMESPACE", h.as_str())], &files);
+    op.wait_ready().await;
+    op.wait_leading(&client).await;
+
+    let (in_a, in_b, in_c): (Api<Microservice>, Api<Microservice>, Api<Microservice>) =
+        (a.api(), b.api(), elsewhere.api());
+    apply_ms(&in_c, "ignored", json!({"image": "registry.example/ignored:1"})).await.unwrap();
+    apply_ms(
+        &in_a,
+        "web",
+        json!({"image": "registry.example/web:1", "replicas": 2,
+        "expose": {"ingress": {"host": format!("{na}.example.com")}}}),
+    )
+    .await
+    .unwrap();
+    apply_ms(
+        &in_b,
+        "api",
+        json!({"image": "registry.example/api:1", "dependencies": [{"service": "web", "namespace": na}]}),
+    )
+    .await
+    .unwrap();
+    for (api, name) in [(&in_a, "web"), (&in_b, "api")] {
+        wait_for(&format!("{name} reconciled for its generation"), ROLLOUT, || async {
+            let ms = api.get(name).await?;
+            let st = ms.status.clone().unwrap_or_default();
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready");
+            anyhow::Ok(st.observed_generation == ms.metadata.generation && ready.is_some())
+        })
+        .await;
+    }
+    // The caller in the other namespace sees its callee across the watched namespaces (one merged
+    // watch): it is told the callee has not admitted it, not that there is none.
+    let api = in_b.get("api").await.unwrap();
+    let deps = api.status.unwrap().conditions.into_iter().find(|c| c.type_ == "DependenciesReady").unwrap();
+    assert_eq!(deps.reason, "NotAdmitted", "{deps:?}");
+    let web = in_a.get("web").await.unwrap();
+    let ready = web.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True", "{ready:?}");
+    let ignored = in_c.get("ignored").await.unwrap();
+    let touched = ignored.status.as_ref().is_some_and(|st| !st.conditions.is_empty())
+        || ignored.metadata.managed_fields.iter().flatten().any(|m| m.manager.as_deref() == Some("flotilla"));
+    assert!(!touched, "a namespace not listed was reconciled: {:?}", ignored.metadata);
+    assert_eq!(op.services_reconciled(), 2, "only the listed namespaces' services");
+    let logs = op.logs();
+    assert!(!logs.contains("forbidden") && !logs.contains("Forbidden"), "a request was refused:\n{}", op.log_tail());
+    op.kill();
+    for ns in [a, b, elsewhere, home] {
+        ns.cleanup().await;
+    }
+}
