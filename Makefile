@@ -6,7 +6,7 @@ LOAD ?= 2
 include tests/cluster/cluster.mk
 
 # Test targets that need no cluster, and those that do (tests/cluster_*.rs).
-OFFLINE_TESTS := $(filter-out cluster_%,$(basename $(notdir $(wildcard tests/*.rs))))
+OFFLINE_TESTS := $(filter-out cluster_% chaos,$(basename $(notdir $(wildcard tests/*.rs))))
 CLUSTER_TESTS := $(filter cluster_%,$(basename $(notdir $(wildcard tests/*.rs))))
 
 .PHONY: all build test test-offline test-cluster cluster-tests lint crds golden
@@ -17,8 +17,9 @@ build:
 	$(CARGO) build --release
 
 ## Every test: formatting, lints, unit and offline tests, then the cluster tests on the local
-## cluster (started for the run and stopped afterwards when none was running).
-test: lint test-offline test-cluster
+## cluster (started for the run and stopped afterwards when none was running), then the fault
+## suite on a cluster of its own.
+test: lint test-offline test-cluster chaos
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -46,6 +47,25 @@ cluster-tests:
 .PHONY: image
 image:
 	@scripts/image.sh
+
+## The fault suite (tests/chaos.rs): it kills kube-apiserver and etcd, so it runs on a local
+## cluster of its own (target/chaos-cluster, port 16543), started for the run and stopped after it.
+## CHAOS_SERVICES (default 150) is the size of the burst each fault meets.
+CHAOS_DIR := target/chaos-cluster
+CHAOS_SERVICES ?= 150
+CHAOS_CLUSTER = CLUSTER_DIR="$(CHAOS_DIR)" CLUSTER_NAME=flotilla-chaos FLOTILLA_APISERVER_PORT=16543
+.PHONY: chaos chaos-up chaos-down
+chaos:
+	@$(MAKE) --no-print-directory chaos-down >/dev/null 2>&1 || true
+	@$(MAKE) --no-print-directory chaos-up || exit $$?; \
+	FLOTILLA_REQUIRE_CLUSTER=1 FLOTILLA_KUBECONFIG="$(abspath $(CHAOS_DIR))/kubeconfig" \
+	  FLOTILLA_CHAOS_CLUSTER_DIR="$(abspath $(CHAOS_DIR))/kwok/clusters/flotilla-chaos" \
+	  FLOTILLA_CHAOS_SERVICES=$(CHAOS_SERVICES) $(CARGO) test --test chaos -- --nocapture; rc=$$?; \
+	$(MAKE) --no-print-directory chaos-down; exit $$rc
+chaos-up:
+	@$(CHAOS_CLUSTER) tests/cluster/up.sh
+chaos-down:
+	@$(CHAOS_CLUSTER) tests/cluster/down.sh
 
 ## Regenerate the committed CRDs (also the Helm chart's copy) and golden files; review the diff before committing.
 crds:

@@ -18,6 +18,9 @@ pub struct Health {
     /// Set once the caches have synced (and, with leader election, for the standby as well:
     /// a standby is ready to take over).
     pub ready: Arc<AtomicBool>,
+    /// Cleared while a watch fails (the API server or etcd is down, or the network between),
+    /// set again once the API server answers: a replica that cannot see the cluster is not ready.
+    pub reachable: Arc<AtomicBool>,
 }
 
 /// Binds the endpoint's address first, so that a port in use stops the operator with a clear
@@ -41,10 +44,12 @@ pub async fn serve(
         .route(
             "/readyz",
             get(|State(h): State<Health>| async move {
-                if h.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
+                if !h.ready.load(Ordering::Relaxed) {
                     (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+                } else if !h.reachable.load(Ordering::Relaxed) {
+                    (StatusCode::SERVICE_UNAVAILABLE, "cannot reach the Kubernetes API: its watches fail")
+                } else {
+                    (StatusCode::OK, "ready")
                 }
             }),
         )

@@ -69,13 +69,18 @@ impl Context {
 
     /// 1 s, 2 s, 4 s ... up to 5 minutes, each ±20 % so retries of many objects spread out.
     pub fn next_backoff(&self, ms: &Microservice) -> Duration {
+        self.next_backoff_up_to(ms, Duration::from_secs(300))
+    }
+
+    /// [`Context::next_backoff`], at most `max` (±20 %).
+    pub fn next_backoff_up_to(&self, ms: &Microservice, max: Duration) -> Duration {
         let n = {
             let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             let n = f.entry(ObjectRef::from(ms)).or_insert(0);
             *n = n.saturating_add(1);
             *n
         };
-        let base = Duration::from_secs(1).saturating_mul(1u32 << (n - 1).min(9)).min(Duration::from_secs(300));
+        let base = Duration::from_secs(1).saturating_mul(1u32 << (n - 1).min(9)).min(max);
         base.mul_f64(rand::rng().random_range(0.8..1.2))
     }
 

@@ -43,6 +43,48 @@ pub struct LeaderElector {
     observed: Arc<Mutex<Observation>>,
     /// The renewal task of [`LeaderElector::keep`], stopped by [`LeaderElector::release`].
     renewing: Arc<Mutex<Option<AbortHandle>>>,
+    /// Told of every renewal, so that the client writes only while the lease is fresh.
+    fence: Fence,
+}
+
+/// Whether this replica may write now. A leader that stops renewing learns it from a timer; a
+/// process that was paused (SIGSTOP, a frozen VM, a long stall) resumes with its reconciles in
+/// flight, and those could write before that timer fires, while another replica already leads.
+/// The client asks the fence before each write (see `controller::client`): the lease must have
+/// been renewed within the renew deadline, by this process's monotonic clock.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    /// `None` without leader election: always open.
+    state: Option<Arc<Mutex<Option<Instant>>>>,
+    deadline: Duration,
+}
+
+impl Fence {
+    /// No leader election: every write may go.
+    pub fn open() -> Fence {
+        Fence { state: None, deadline: Duration::ZERO }
+    }
+
+    /// Closed until the lease is taken; open for `renew_deadline` after each renewal.
+    pub fn for_lease(lease_duration: Duration) -> Fence {
+        Fence { state: Some(Arc::default()), deadline: renew_deadline(lease_duration) }
+    }
+
+    pub fn may_write(&self) -> bool {
+        let Some(state) = &self.state else { return true };
+        let renewed = *state.lock().unwrap_or_else(|p| p.into_inner());
+        renewed.is_some_and(|at| at.elapsed() < self.deadline)
+    }
+
+    fn set(&self, renewed: Option<Instant>) {
+        if let Some(state) = &self.state {
+            *state.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
+        }
+    }
+}
+
+fn renew_deadline(lease_duration: Duration) -> Duration {
+    lease_duration.mul_f64(2.0 / 3.0)
 }
 
 impl LeaderElector {
@@ -53,11 +95,18 @@ impl LeaderElector {
             name: name.into(),
             identity: identity.into(),
             duration,
-            renew_deadline: duration.mul_f64(2.0 / 3.0),
+            renew_deadline: renew_deadline(duration),
             retry: duration.mul_f64(2.0 / 15.0),
             observed: Arc::default(),
             renewing: Arc::default(),
+            fence: Fence::for_lease(duration),
         }
+    }
+
+    /// Tells `fence` (made with [`Fence::for_lease`] for this lease) of every renewal.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Waits until this process holds the lease.
@@ -66,8 +115,10 @@ impl LeaderElector {
         loop {
             // Bounded by the lease, not the retry: a candidate may be slow (a busy API server),
             // only a holder has a deadline.
+            let started = Instant::now();
             match tokio::time::timeout(self.duration, self.try_acquire_or_renew()).await {
                 Ok(Ok(true)) => {
+                    self.fence.set(Some(started));
                     info!(lease = %self.name, identity = %self.identity, "became leader");
                     return;
                 }
@@ -98,8 +149,12 @@ impl LeaderElector {
                 let started = Instant::now();
                 let left = me.renew_deadline.saturating_sub(started - renewed_at);
                 match tokio::time::timeout(left, me.try_acquire_or_renew()).await {
-                    Ok(Ok(true)) => renewed_at = started,
+                    Ok(Ok(true)) => {
+                        renewed_at = started;
+                        me.fence.set(Some(started));
+                    }
                     Ok(Ok(false)) => {
+                        me.fence.set(None);
                         warn!(lease = %me.name, "leadership taken by another replica");
                         let _ = tx.send(true);
                         return;
@@ -109,6 +164,7 @@ impl LeaderElector {
                 }
                 // Stop before the lease can expire, so no other replica leads while we still act.
                 if renewed_at.elapsed() >= me.renew_deadline {
+                    me.fence.set(None);
                     warn!(lease = %me.name, "could not renew the leader lease in time");
                     let _ = tx.send(true);
                     return;
@@ -129,6 +185,7 @@ impl LeaderElector {
         {
             task.abort();
         }
+        self.fence.set(None);
         for _ in 0..3 {
             let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
             let Some(spec) = lease.spec.as_mut() else { return };
@@ -326,6 +383,24 @@ mod tests {
 
     /// Everything below runs against an in-memory API (resourceVersions, 409s, outages) on
     /// tokio's paused clock, so a minute of lease time takes milliseconds and is exact.
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_opens_with_a_renewal_and_closes_at_the_renew_deadline_without_one() {
+        assert!(Fence::open().may_write(), "without leader election every write goes");
+        let fence = Fence::for_lease(Duration::from_secs(15));
+        assert!(!fence.may_write(), "closed until the lease is taken");
+        fence.set(Some(Instant::now()));
+        tokio::time::advance(Duration::from_millis(9_900)).await;
+        assert!(fence.may_write());
+        // A process paused past its renew deadline finds the fence closed when it resumes,
+        // before any timer of its own has fired.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(!fence.may_write());
+        fence.set(Some(Instant::now()));
+        assert!(fence.may_write());
+        fence.set(None);
+        assert!(!fence.may_write(), "closed once the lease is lost or given up");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_holder_at_a_time_when_candidates_race_for_an_empty_lease() {
         let api = FakeApi::default();

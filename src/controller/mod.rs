@@ -31,7 +31,7 @@ use kube::api::{Api, ListParams};
 use kube::client::ClientBuilder;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::api::Microservice;
 use crate::metrics::Metrics;
@@ -75,28 +75,47 @@ pub enum RunError {
     LostLeadership,
 }
 
-/// Builds a client whose every request is counted in `metrics`.
-pub async fn client(metrics: Arc<Metrics>) -> Result<Client, RunError> {
+/// Builds a client whose every request is counted in `metrics`, and whose writes go only while
+/// `fence` is open (the Lease's own requests always go: they are how it opens again).
+pub async fn client(metrics: Arc<Metrics>, fence: leader::Fence) -> Result<Client, RunError> {
     let config = kube::Config::infer().await.map_err(|e| RunError::Config(kube::Error::InferConfig(e)))?;
     let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
         metrics.count_request(&req);
         req
     });
+    let fenced = tower::filter::FilterLayer::new(move |req: http::Request<kube::client::Body>| {
+        let write = !matches!(req.method(), &http::Method::GET | &http::Method::HEAD);
+        if write && !req.uri().path().starts_with("/apis/coordination.k8s.io/") && !fence.may_write() {
+            return Err(tower::BoxError::from(NotLeading));
+        }
+        Ok(req)
+    });
     let builder = ClientBuilder::try_from(config).map_err(RunError::Config)?;
-    Ok(builder.with_layer(&count).build())
+    // Refused before it is counted: a write the fence stops is not sent.
+    Ok(builder.with_layer(&count).with_layer(&fenced).build())
 }
+
+/// What a write refused by the fence fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("not sent: this replica's leader Lease was not renewed within its renew deadline")]
+pub struct NotLeading;
 
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
     let addr = config.metrics_addr;
     let listener = server::bind(addr).await.map_err(|source| RunError::Serve { addr, source })?;
-    let client = client(metrics.clone()).await?;
+    let fence = match &config.leader_election {
+        Some(le) => leader::Fence::for_lease(le.lease_duration),
+        None => leader::Fence::open(),
+    };
+    let client = client(metrics.clone(), fence.clone()).await?;
     // At start, the Microservice API answering in every namespace watched.
     let ms_apis: Vec<Api<Microservice>> = config.scope.apis(&client);
 
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let health = Health { metrics: metrics.clone(), ready: ready.clone() };
+    let reachable = Arc::new(AtomicBool::new(true));
+    let health = Health { metrics: metrics.clone(), ready: ready.clone(), reachable: reachable.clone() };
     let server_stop = wait_true(stop_rx.clone());
     let server = tokio::spawn(async move { server::serve(listener, health, server_stop).await });
     tokio::spawn(async move {
@@ -116,6 +135,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             &le.identity,
             le.lease_duration,
         )
+        .with_fence(fence.clone())
     });
     let mut lost = None;
     if let Some(e) = &elector {
@@ -132,7 +152,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     metrics.leader.set(1);
 
-    let (controller, fleet, classes, caches) = watches::build(&client, &config.scope);
+    let (relist, relisted) = tokio::sync::watch::channel(0u64);
+    let (controller, fleet, classes, caches) = watches::build(&client, &config.scope, relisted);
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -163,6 +184,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         });
     }
 
+    tokio::spawn(follow_the_api(client.clone(), reachable.clone(), relist));
+
     let lost_flag = Arc::new(AtomicBool::new(false));
     let stop = {
         let lost_flag = lost_flag.clone();
@@ -184,11 +207,24 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|res| {
-            if let Err(e) = res {
-                // Reconcile errors were already counted and logged by the error policy.
-                if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
-                    warn!(error = %e, "controller");
+            match res {
+                // A watch failed: it retries on its own (see watches::WatchBackoff); until the
+                // API server answers again this replica is not ready.
+                Err(e @ kube::runtime::controller::Error::QueueError(_)) => {
+                    if reachable.swap(false, Ordering::Relaxed) {
+                        warn!(error = %e, "a watch fails: not ready until the Kubernetes API answers again");
+                    } else {
+                        debug!(error = %e, "a watch still fails");
+                    }
                 }
+                // Reconcile errors were already counted and logged by the error policy.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) | Ok(_) => {}
+                // A neighbour asked for that does not exist (the other side of a possible name
+                // clash, a callee not made yet): nothing to do.
+                Err(e @ kube::runtime::controller::Error::ObjectNotFound(_)) => {
+                    debug!(error = %e, "no such Microservice")
+                }
+                Err(e) => warn!(error = %e, "controller"),
             }
             futures::future::ready(())
         })
@@ -227,6 +263,25 @@ async fn wait_for_crd(ms_apis: &[Api<Microservice>]) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// While a watch fails, asks the API server whether it is ready, once a second; when it says so,
+/// every watch starts over from a fresh list (see `watches::relisting`) and the operator is ready
+/// again. A watch that resumes where it was brings no event that could say the API is back,
+/// hence the question.
+async fn follow_the_api(client: kube::Client, reachable: Arc<AtomicBool>, relist: tokio::sync::watch::Sender<u64>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if reachable.load(Ordering::Relaxed) {
+            continue;
+        }
+        let request = http::Request::get("/readyz").body(Vec::new()).expect("a constant request");
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), client.request_text(request)).await {
+            info!("the Kubernetes API answers again: every watch lists afresh; ready");
+            relist.send_modify(|n| *n += 1);
+            reachable.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<(), RunError> {

@@ -359,6 +359,9 @@ async fn record_event(ctx: &Context, ms: &Microservice, type_: EventType, reason
     }
 }
 
+/// The longest wait before a write refused as a conflict (409) is tried again.
+const CONFLICT_RETRY_MAX: Duration = Duration::from_secs(4);
+
 /// Invalid objects wait for a change; a child in the way (someone else's object) is looked at
 /// again now and then, since its deletion reaches no watch of ours; everything else retries
 /// with per-object exponential backoff and jitter.
@@ -372,7 +375,13 @@ pub fn error_policy(ms: Arc<Microservice>, error: &Error, ctx: Arc<Context>) -> 
         warn!(namespace = ms.namespace(), name = ms.name_any(), %error, "waiting for a change");
         return Action::await_change();
     }
-    let delay = ctx.next_backoff(&ms);
+    // A write over a stale read (409) is tried again soon: the watch brings the newer object in
+    // moments. After an API server restart the cache can lag for seconds, and a backoff that grew
+    // through those conflicts left services waiting minutes once all was well (the fault suite).
+    let delay = match error.category() {
+        "ApiConflict" => ctx.next_backoff_up_to(&ms, CONFLICT_RETRY_MAX),
+        _ => ctx.next_backoff(&ms),
+    };
     warn!(namespace = ms.namespace(), name = ms.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -432,7 +441,12 @@ mod tests {
         assert_eq!(error.category(), "ApiConflict");
         assert!(!error.waits_for_change());
         assert!(api.get(path).unwrap().pointer("/metadata/finalizers").is_none(), "nothing written");
-        assert_ne!(error_policy(Arc::new(fresh), &error, ctx.clone()), Action::await_change());
+        assert_ne!(error_policy(Arc::new(fresh.clone()), &error, ctx.clone()), Action::await_change());
+        // Conflict after conflict, the retry stays within seconds.
+        for _ in 0..8 {
+            error_policy(Arc::new(fresh.clone()), &error, ctx.clone());
+        }
+        assert!(ctx.next_backoff_up_to(&fresh, CONFLICT_RETRY_MAX) <= CONFLICT_RETRY_MAX.mul_f64(1.2));
 
         // Read again, the same write goes through.
         let again: Microservice = serde_json::from_value(api.get(path).unwrap()).unwrap();

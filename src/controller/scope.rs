@@ -17,6 +17,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
+use super::watches::relisting;
+
 /// What a watch sends.
 type Events<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
 /// A namespace's watch, its events tagged with its place in the list.
@@ -50,12 +52,15 @@ impl Scope {
         }
     }
 
-    /// A watch of `K` over the scope, as one stream.
+    /// A watch of `K` over the scope, as one stream; each namespace's watch backs off when it
+    /// fails and starts over from a fresh list when `relist` changes (see
+    /// [`super::watches::relisting`]).
     pub fn watch<K>(
         &self,
         client: &Client,
         config: watcher::Config,
-    ) -> BoxStream<'static, Result<Event<K>, watcher::Error>>
+        relist: tokio::sync::watch::Receiver<u64>,
+    ) -> Events<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -66,14 +71,17 @@ impl Scope {
         K::DynamicType: Default,
     {
         match self {
-            Scope::All => watcher::watcher(Api::<K>::all(client.clone()), config).boxed(),
+            Scope::All => relisting(Api::<K>::all(client.clone()), config, relist).boxed(),
             Scope::Namespaces(list) if list.len() == 1 => {
-                watcher::watcher(Api::<K>::namespaced(client.clone(), &list[0]), config).boxed()
+                relisting(Api::<K>::namespaced(client.clone(), &list[0]), config, relist).boxed()
             }
             Scope::Namespaces(list) => merged(
                 list.iter()
                     .map(|ns| {
-                        (ns.clone(), watcher::watcher(Api::namespaced(client.clone(), ns), config.clone()).boxed())
+                        (
+                            ns.clone(),
+                            relisting(Api::namespaced(client.clone(), ns), config.clone(), relist.clone()).boxed(),
+                        )
                     })
                     .collect(),
             )

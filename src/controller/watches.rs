@@ -31,11 +31,12 @@ use crate::render::{Fleet, database};
 pub fn build(
     client: &Client,
     scope: &Scope,
+    relist: tokio::sync::watch::Receiver<u64>,
 ) -> (Controller<Microservice>, Fleet, Store<Guarded<DatabaseClass>>, Caches) {
     // Each Microservice is read on its own, so one that cannot be read never stops the others.
     let (reader, writer) = reflector::store::<Microservice>();
     let last = reader.clone();
-    let events = scope.watch::<guard::Read>(client, list_pages()).filter_map(move |event| {
+    let events = scope.watch::<guard::Read>(client, list_pages(), relist.clone()).filter_map(move |event| {
         futures::future::ready(match event {
             Ok(event) => guard::readable(event, &last).map(Ok),
             Err(e) => Some(Err(e)),
@@ -99,20 +100,24 @@ pub fn build(
         let touched = cache.fill(events);
         (cache, touched)
     }
-    let (deployments, deployment_events) = owned(scope.watch::<Deployment>(client, children.clone()));
-    let (services, service_events) = owned(scope.watch::<Service>(client, children.clone()));
-    let (service_accounts, service_account_events) = owned(scope.watch::<ServiceAccount>(client, children.clone()));
-    let (hpas, hpa_events) = owned(scope.watch::<HorizontalPodAutoscaler>(client, children.clone()));
-    let (network_policies, network_policy_events) = owned(scope.watch::<NetworkPolicy>(client, children.clone()));
-    let (pdbs, pdb_events) = owned(scope.watch::<PodDisruptionBudget>(client, children.clone()));
-    let (ingresses, ingress_events) = owned(scope.watch::<Ingress>(client, children.clone()));
-    let (stateful_sets, stateful_set_events) = owned(scope.watch::<StatefulSet>(client, children.clone()));
-    let (secrets, secret_events) = owned(scope.watch::<Secret>(client, children.clone()));
+    let (deployments, deployment_events) = owned(scope.watch::<Deployment>(client, children.clone(), relist.clone()));
+    let (services, service_events) = owned(scope.watch::<Service>(client, children.clone(), relist.clone()));
+    let (service_accounts, service_account_events) =
+        owned(scope.watch::<ServiceAccount>(client, children.clone(), relist.clone()));
+    let (hpas, hpa_events) = owned(scope.watch::<HorizontalPodAutoscaler>(client, children.clone(), relist.clone()));
+    let (network_policies, network_policy_events) =
+        owned(scope.watch::<NetworkPolicy>(client, children.clone(), relist.clone()));
+    let (pdbs, pdb_events) = owned(scope.watch::<PodDisruptionBudget>(client, children.clone(), relist.clone()));
+    let (ingresses, ingress_events) = owned(scope.watch::<Ingress>(client, children.clone(), relist.clone()));
+    let (stateful_sets, stateful_set_events) =
+        owned(scope.watch::<StatefulSet>(client, children.clone(), relist.clone()));
+    let (secrets, secret_events) = owned(scope.watch::<Secret>(client, children.clone(), relist.clone()));
     // Ingresses Flotilla did not make hold their hosts too: a change of one reconciles the
     // services that claim one of its hosts. Only their hosts and age are kept.
     let (foreign_ingresses, foreign_writer) = reflector::store::<Ingress>();
-    let foreign =
-        scope.watch::<Ingress>(client, list_pages().labels(&format!("{MANAGED_BY_LABEL}!={MANAGER}"))).modify(|ing| {
+    let foreign = scope
+        .watch::<Ingress>(client, list_pages().labels(&format!("{MANAGED_BY_LABEL}!={MANAGER}")), relist.clone())
+        .modify(|ing| {
             ing.metadata.managed_fields = None;
             ing.metadata.annotations = None;
             ing.status = None;
@@ -160,7 +165,7 @@ pub fn build(
     // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
     // the default class), so a class created late or fixed is picked up at once.
     let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
-    let class_events = reflector(class_writer, watcher::watcher(Api::all(client.clone()), watcher::Config::default()))
+    let class_events = reflector(class_writer, relisting(Api::all(client.clone()), watcher::Config::default(), relist))
         .touched_objects();
     let store = controller.store();
     let controller = controller.watches_stream(class_events, move |class: Guarded<DatabaseClass>| {
@@ -171,6 +176,76 @@ pub fn build(
         users_of_class(&name, &store)
     });
     (controller, fleet, classes, caches)
+}
+
+/// A watch (with [`WatchBackoff`]) that starts over, from a fresh list, each time `relist`
+/// changes: the operator says so when the API server answers again after its watches failed.
+/// A watch resumed from its last resourceVersion on an API server that was restarted may stay
+/// silent for minutes before it is told 410 Gone (measured by the fault suite: the Microservice
+/// cache was two minutes stale, every write over it refused as a conflict); a fresh list is
+/// current at once. The caches and the store take the new list as a relist.
+pub(super) fn relisting<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    relist: tokio::sync::watch::Receiver<u64>,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let start = move || watcher::watcher(api.clone(), config.clone()).backoff(WatchBackoff::default()).boxed();
+    let current = start();
+    futures::stream::unfold((current, relist, start), |(mut current, mut relist, start)| async move {
+        loop {
+            tokio::select! {
+                item = current.next() => return item.map(|item| (item, (current, relist, start))),
+                changed = relist.changed() => {
+                    if changed.is_err() {
+                        // No one can ask for a relist any more: this watch goes on as it is.
+                        let item = current.next().await?;
+                        return Some((item, (current, relist, start)));
+                    }
+                    current = start();
+                }
+            }
+        }
+    })
+}
+
+/// How a failing watch retries: after 250 ms, doubling to at most 5 s, back to 250 ms once it
+/// yields again. Without it a watch whose API server is gone retries at once, over and over
+/// (ten watches, thousands of connection attempts and log lines a second); with kube's default
+/// (up to 30 s) a short outage of the API server would leave the caches stale for half a minute
+/// after it is back.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<std::time::Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(delay)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 /// The watches list in pages of 100 objects rather than the default 500: at a start over a
@@ -287,6 +362,16 @@ mod tests {
     fn names(mut refs: Vec<ObjectRef<Microservice>>) -> Vec<String> {
         refs.sort_by_key(|r| (r.namespace.clone(), r.name.clone()));
         refs.iter().map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name)).collect()
+    }
+
+    #[test]
+    fn a_failing_watch_waits_longer_each_time_up_to_five_seconds_and_starts_over_once_it_works() {
+        use kube::runtime::utils::Backoff;
+        let mut b = WatchBackoff::default();
+        let ms: Vec<u128> = b.by_ref().take(7).map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next().map(|d| d.as_millis()), Some(250));
     }
 
     #[test]

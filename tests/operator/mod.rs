@@ -318,7 +318,6 @@ impl Operator {
         cmd.arg("run")
             .arg("--metrics-addr=127.0.0.1:0")
             .arg(format!("--leader-elect-lease={}", opts.lease))
-            .arg("--lease-seconds=6")
             .arg(format!("--identity={identity}"))
             .args(args)
             .envs(env.iter().copied())
@@ -333,6 +332,10 @@ impl Operator {
         }
         if !args.iter().any(|a| a.starts_with("--policy")) {
             cmd.arg(format!("--policy={}", open_policy_path().display()));
+        }
+        // A short Lease, so that a test's takeover is quick, unless the test asks for another.
+        if !args.iter().any(|a| a.starts_with("--lease-seconds")) {
+            cmd.arg("--lease-seconds=6");
         }
         let child = cmd.spawn().expect("start flotilla run");
         let mut op = Operator {
@@ -535,6 +538,25 @@ impl Operator {
         let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
         // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name; 100 ticks/s.
         Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+    }
+
+    /// Sends `signal` (a name `kill` takes: STOP, CONT, KILL ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the operator runs").id();
+        let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+    }
+
+    /// Waits up to `limit` for the process to exit on its own: its exit status, or `None`.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Waits up to `limit` for the process to exit on its own, and returns how it exited.
