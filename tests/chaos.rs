@@ -687,9 +687,11 @@ async fn watches_expired_by_compaction_mid_burst() {
     .await;
 }
 
-/// The shape of the control-plane faults: an operator with the default Lease (15 s, so that it
-/// rides out an outage shorter than its renew deadline, as client-go's does), the keepers, the
-/// burst, and at a third of the Deployments: the two keepers deleted, then `fault`.
+/// The shape of the control-plane faults: an operator with a 30 s Lease (renew deadline 20 s), so
+/// that it rides out the outage as client-go's leaders do an outage shorter than their renew
+/// deadline: 5 s down plus the API server's start, which took over 5 s on a loaded CI machine and
+/// made a 15 s Lease's leader step down. Then the keepers, the burst, and at a third of the
+/// Deployments: the two keepers deleted, then `fault`.
 async fn control_plane_fault(
     plane: Arc<ControlPlane>,
     client: &Client,
@@ -701,7 +703,7 @@ async fn control_plane_fault(
     let mut scene = Scene::new(client, tag).await;
     let lease = format!("lease-{}", scene.name());
     let ns_flag = format!("--namespace={}", scene.name());
-    let args = [ns_flag, "--lease-seconds=15".into()];
+    let args = [ns_flag, "--lease-seconds=30".into()];
     let mut op = start_operator(&lease, tag, &args);
     op.wait_ready().await;
     op.wait_leading(client).await;

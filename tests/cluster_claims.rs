@@ -329,20 +329,7 @@ fn seccomp(obj: &serde_json::Value) -> Option<&serde_json::Value> {
 async fn an_upgrade_rolls_pods_once_and_keeps_the_claim_template() {
     let Some(mut s) = setup("claims-upgrade").await else { return };
     let class = format!("pg-{}", s.ns.name());
-    let cleanup_class = class.clone();
-    let _class = support::Cleanup::new(move |client| async move {
-        let api: Api<flotilla::api::DatabaseClass> = Api::all(client);
-        let _ = api.delete(&cleanup_class, &DeleteParams::default()).await;
-    });
-    operator::apply_yaml(
-        &s.client,
-        &format!(
-            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {class}}}\n\
-             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
-        ),
-        None,
-    )
-    .await;
+    let _class = operator::embedded_postgres_class(&s.client, &class).await;
     apply_ms(&s.api, "db", json!({"image": "registry.example/db-app:1", "database": {"class": class}})).await.unwrap();
     ready_at(&s.api, "db", 1).await;
     s.op.kill();

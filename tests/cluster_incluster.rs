@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use flotilla::api::Microservice;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::Client;
-use kube::api::{Api, DeleteParams};
-use operator::{Operator, OperatorOptions, apply_ms, apply_yaml, install, pod_account_files};
+
+use kube::api::Api;
+use operator::{Operator, OperatorOptions, apply_ms, install, pod_account_files};
 use serde_json::json;
 use support::{TestNamespace, client, wait_for};
 
@@ -35,24 +35,6 @@ async fn wait_ready(api: &Api<Microservice>, name: &str) {
     .await;
 }
 
-/// An embedded Postgres class named `name`, deleted when the guard drops.
-async fn database_class(client: &Client, name: &str) -> support::Cleanup {
-    apply_yaml(
-        client,
-        &format!(
-            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {name}}}\n\
-             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
-        ),
-        None,
-    )
-    .await;
-    let name = name.to_string();
-    support::Cleanup::new(move |client| async move {
-        let api: Api<flotilla::api::DatabaseClass> = Api::all(client);
-        let _ = api.delete(&name, &DeleteParams::default()).await;
-    })
-}
-
 fn assert_never_refused(op: &Operator) {
     let logs = op.logs();
     assert!(!logs.contains("forbidden") && !logs.contains("Forbidden"), "a request was refused:\n{}", op.log_tail());
@@ -65,7 +47,7 @@ async fn in_a_pod_with_the_shipped_rbac_it_reconciles() {
     install(&client).await;
     let ns = TestNamespace::new(&client, "incluster").await;
     let n = ns.name().to_string();
-    let _class = database_class(&client, &format!("pg-{n}")).await;
+    let _class = operator::embedded_postgres_class(&client, &format!("pg-{n}")).await;
     let account = pod_account_files(&client, "flotilla-system", "flotilla").await;
     let lease = format!("lease-{n}");
     let opts = OperatorOptions { namespace: Some(&n), lease: &lease, tag: "incluster" };

@@ -77,20 +77,7 @@ async fn an_unreadable_microservice_never_stops_the_others() {
         .unwrap();
     // A service with a database: its finalizer decides on the data when it is deleted.
     let class = format!("pg-{ns}");
-    let cleanup_class = class.clone();
-    let _class = support::Cleanup::new(move |client| async move {
-        let api: Api<flotilla::api::DatabaseClass> = Api::all(client);
-        let _ = api.delete(&cleanup_class, &DeleteParams::default()).await;
-    });
-    operator::apply_yaml(
-        &s.client,
-        &format!(
-            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {class}}}\n\
-             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
-        ),
-        None,
-    )
-    .await;
+    let _class = operator::embedded_postgres_class(&s.client, &class).await;
     let keeper = |protocol: &str| {
         json!({"image": "registry.example/keeper:1", "database": {"class": class},
             "ports": [{"name": "http", "port": 8080, "protocol": protocol}]})

@@ -149,6 +149,25 @@ fn operator_kubeconfig(dir: &Path, name: &str, user: &str) -> PathBuf {
     path
 }
 
+/// An embedded Postgres DatabaseClass named `name` (cluster-scoped), deleted when the returned
+/// guard drops, also when the test fails.
+pub async fn embedded_postgres_class(client: &Client, name: &str) -> crate::support::Cleanup {
+    apply_yaml(
+        client,
+        &format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {name}}}\n\
+             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
+        ),
+        None,
+    )
+    .await;
+    let name = name.to_string();
+    crate::support::Cleanup::new(move |client| async move {
+        let api: Api<flotilla::api::DatabaseClass> = Api::all(client);
+        let _ = api.delete(&name, &kube::api::DeleteParams::default()).await;
+    })
+}
+
 /// The API server's host and port, from the tests' kubeconfig.
 pub fn api_server_address() -> (String, u16) {
     let text = std::fs::read_to_string(kubeconfig_path()).expect("kubeconfig");
