@@ -8,6 +8,8 @@
 
 mod operator;
 mod support;
+#[path = "support/tool.rs"]
+mod tool;
 
 use std::time::Duration;
 
@@ -224,23 +226,8 @@ async fn embedded_databases_of_each_engine_are_bound_and_ready() {
 /// had: with a cluster at hand a claim test must not pass on a stand-in that takes anything.
 async fn script_yaml(script: &'static str, what: &'static str) -> String {
     tokio::task::spawn_blocking(move || {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster").join(script);
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{} failed ({}); this test needs the Go toolchain and the Go module proxy (or Go's module \
-             cache) for {what}:\n{stderr}",
-            script.display(),
-            out.status
-        );
-        eprint!("{stderr}");
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} printed {path:?}: {e}", script.display()))
+        let path = tool::build(&format!("tests/cluster/{script}"), what).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{script} printed {path:?}: {e}"))
     })
     .await
     .unwrap_or_else(|e| panic!("getting {what}: {e}"))

@@ -177,22 +177,8 @@ async fn every_series_the_alerts_and_the_dashboard_name_is_on_a_running_operator
 /// pass on a stand-in that takes anything.
 async fn prometheus_operator_crds() -> Vec<PathBuf> {
     tokio::task::spawn_blocking(|| {
-        let script = promql::root().join("tests/cluster/monitoring-crds.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{} failed ({}); this test needs the Go toolchain and the Go module proxy (or Go's module cache) for \
-             the Prometheus Operator's CRDs:\n{stderr}",
-            script.display(),
-            out.status
-        );
-        eprint!("{stderr}");
-        String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).collect()
+        tool::printed_files("tests/cluster/monitoring-crds.sh", "the Prometheus Operator's CRDs")
+            .unwrap_or_else(|e| panic!("{e}"))
     })
     .await
     .unwrap()
