@@ -136,7 +136,11 @@ pub fn build(
         foreign_ingresses,
         scope: scope.clone(),
     };
+    // Each watch retries on its own (`WatchBackoff`); kube's Controller would also pause all of
+    // them together after any one fails, by up to 30 s, and only forget after 2 minutes without
+    // a failure: see `NoJointBackoff`.
     let controller = Controller::for_stream(microservices, reader)
+        .trigger_backoff(NoJointBackoff)
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(service_account_events)
@@ -209,6 +213,26 @@ where
             }
         }
     })
+}
+
+/// The Controller's backoff over all its watches together: none. By default kube's Controller
+/// stops reading every watch, and so every cache and the Microservice store, for up to 30 s each
+/// time any one of them fails, and lets that pause grow until two minutes pass without a
+/// failure. After an API server restart ten watches fail in turn (410 Gone, 403 while its
+/// authorizer warms up), and the fault suite saw the caches frozen for two minutes, every write
+/// over them refused as a conflict. Each watch already retries with its own [`WatchBackoff`].
+#[derive(Debug, Clone, Copy)]
+pub struct NoJointBackoff;
+
+impl Iterator for NoJointBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoJointBackoff {
+    fn reset(&mut self) {}
 }
 
 /// How a failing watch retries: after 250 ms, doubling to at most 5 s, back to 250 ms once it
