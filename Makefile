@@ -19,7 +19,7 @@ build:
 ## Every test: formatting, lints, unit and offline tests, then the cluster tests on the local
 ## cluster (started for the run and stopped afterwards when none was running), then the fault
 ## suite on a cluster of its own.
-test: lint test-offline test-cluster
+test: lint test-offline test-cluster chaos
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -54,6 +54,10 @@ struct RunArgs {
     /// Microservices reconciled at the same time.
     #[arg(long, env = "FLOTILLA_CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
+    /// How long one reconcile may take before it is given up and tried again later (a slow or
+    /// stalled API server would otherwise hold a worker for minutes).
+    #[arg(long, env = "FLOTILLA_RECONCILE_TIMEOUT_SECONDS", default_value_t = 60)]
+    reconcile_timeout_seconds: u64,
     /// Elect a leader on a Lease, so that several replicas never act at once.
     #[arg(long, env = "FLOTILLA_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -114,6 +118,7 @@ fn run(args: RunArgs) -> ExitCode {
         scope: flotilla::controller::Scope::new(args.namespace),
         metrics_addr: args.metrics_addr,
         concurrency: args.concurrency.max(1),
+        reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds.max(1)),
         leader_election: args.leader_elect.then(|| LeaderElection {
             namespace: args.leader_elect_namespace,
             lease_name: args.leader_elect_lease,

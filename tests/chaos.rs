@@ -1028,3 +1028,191 @@ async fn throttled_and_contended_mid_burst() {
     assert!(refused > 0, "the API server refused none of the operator's requests: the throttle was not in force");
     scene.ns.cleanup().await;
 }
+
+// --- a slow API server ---------------------------------------------------------------------------
+
+/// A TCP proxy on 127.0.0.1 in front of the API server, on a thread and runtime of its own (so
+/// that the test's own work never delays it). Each chunk the operator sends is held `delay`
+/// before it goes on, so every request (and each flight of a TLS handshake) waits that long;
+/// while stalled, nothing the operator sends goes on at all, as over an API server that stops
+/// answering. The API server's answers pass at once: watches keep flowing. It counts the
+/// connections open at once, which are the operator's requests in flight, its watches and the
+/// idle connections its pool keeps.
+struct SlowProxy {
+    port: u16,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    most: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowProxy {
+    fn start(delay: Duration) -> SlowProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (host, port) = operator::api_server_address();
+        let upstream = format!("{host}:{port}");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the proxy");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (s, o, m) = (stalled.clone(), open.clone(), most.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let accept = async {
+                    loop {
+                        let Ok((client, _)) = listener.accept().await else { continue };
+                        let (upstream, stalled, open, most) = (upstream.clone(), s.clone(), o.clone(), m.clone());
+                        tokio::spawn(async move {
+                            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                            let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            let (mut from_client, mut to_client) = client.into_split();
+                            let (mut from_server, mut to_server) = server.into_split();
+                            // The operator's bytes: stamped when read, sent on `delay` later
+                            // (and not while stalled), in order.
+                            let (held, mut release) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+                            let read = async move {
+                                let mut buf = vec![0u8; 64 * 1024];
+                                while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                                    if held.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                                        break;
+                                    }
+                                }
+                            };
+                            let write = async move {
+                                while let Some((at, bytes)) = release.recv().await {
+                                    tokio::time::sleep_until((at + delay).into()).await;
+                                    while stalled.load(Ordering::Relaxed) {
+                                        tokio::time::sleep(Duration::from_millis(20)).await;
+                                    }
+                                    if to_server.write_all(&bytes).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                let _ = to_server.shutdown().await;
+                            };
+                            let back = async move {
+                                let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                                let _ = to_client.shutdown().await;
+                            };
+                            // A connection is done when the API server's side is: a request's
+                            // connection closed by the operator ends both ways.
+                            tokio::join!(async { tokio::join!(read, write) }, back);
+                            open.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        SlowProxy { port, stalled, most, stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn server(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Relaxed);
+    }
+
+    fn most_open(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stall(false);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // The runtime's connections end with it.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What each request of the operator waits in the proxy for the whole scenario.
+const SLOW: Duration = Duration::from_millis(100);
+/// How long the proxy holds everything the operator sends, mid-burst: shorter than the 30 s
+/// Lease's renew deadline (20 s), longer than the reconcile timeout the operator runs with.
+const STALL: Duration = Duration::from_secs(12);
+/// The operator's `--reconcile-timeout-seconds` here.
+const RECONCILE_TIMEOUT_S: u64 = 8;
+
+/// The API server slow for the whole burst (each request of the operator 100 ms late), and mid-
+/// burst stalled for 12 s. The reconciles in flight when it stalls, and those started during
+/// it, are given up after the reconcile timeout instead of holding the workers until the
+/// client's read timeout (295 s); the connections open at once stay bounded (no pile-up of
+/// requests), and so does memory. Then the usual check. The two keepers are deleted through the
+/// slow API.
+#[tokio::test]
+async fn slow_and_stalled_api_mid_burst() {
+    let Some(_plane) = ControlPlane::get() else { return };
+    let _serial = SERIAL.lock().await;
+    let Some(client) = support::client().await else { return };
+    let tag = "chaos-slow";
+    let mut scene = Scene::new(&client, tag).await;
+    let proxy = SlowProxy::start(SLOW);
+    let kubeconfig = operator::kubeconfig_through(&proxy.server(), tag);
+    let lease = format!("lease-{}", scene.name());
+    let args = [
+        format!("--namespace={}", scene.name()),
+        "--lease-seconds=30".into(),
+        format!("--reconcile-timeout-seconds={RECONCILE_TIMEOUT_S}"),
+    ];
+    let opts = OperatorOptions { namespace: None, lease: &lease, tag };
+    let mut op = Operator::start_with_env(&opts, &args, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    op.wait_ready().await;
+    op.wait_leading(&client).await;
+    scene.keepers().await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let burst = scene.start_burst(done.clone());
+    until_deployments(&client, &scene.name(), scene.n / 3).await;
+    scene.delete_keepers().await;
+    let before = op.metrics();
+    let stalled_at = scene.started.elapsed();
+    proxy.stall(true);
+    tokio::time::sleep(STALL).await;
+    proxy.stall(false);
+    let lifted = Instant::now();
+    burst.await.unwrap();
+    let took = scene.check(&mut op).await;
+    let since_lifted = lifted.elapsed();
+    assert!(op.is_running(), "the operator keeps running; {}", op.diagnosis());
+    let after = op.metrics();
+    let timeouts = operator::counter(&after, "flotilla_reconcile_errors_total{category=\"Timeout\"}")
+        - operator::counter(&before, "flotilla_reconcile_errors_total{category=\"Timeout\"}");
+    assert!(timeouts > 0, "no reconcile was given up while the API server stalled for {STALL:?}; {}", op.diagnosis());
+    // Twelve watches, four reconciles' requests, the Lease, /readyz probes and Events, and the
+    // idle connections the client keeps: a few dozen. A pile-up (a request per retry left
+    // hanging) would grow with every retry of 150 services.
+    let most = proxy.most_open();
+    assert!(most <= 40, "{most} connections open at once through the proxy");
+    let (rss, peak) = op.memory_kib().expect("the operator's memory");
+    assert!(peak < 200 * 1024, "the operator's memory peaked at {} MiB", peak / 1024);
+    report(
+        tag,
+        &[
+            ("services", scene.n.to_string()),
+            ("each request delayed", format!("{} ms", SLOW.as_millis())),
+            ("stalled", format!("{:.0}s from {:.1}s into the burst", STALL.as_secs_f64(), stalled_at.as_secs_f64())),
+            ("reconciles given up (timeout)", format!("{timeouts} (limit {RECONCILE_TIMEOUT_S} s)")),
+            ("stall lifted to converged", format!("{:.1}s", since_lifted.as_secs_f64())),
+            ("burst done to converged", format!("{:.1}s", took.as_secs_f64())),
+            ("connections open at once, at most", most.to_string()),
+            ("memory", format!("{} MiB, peak {} MiB", rss / 1024, peak / 1024)),
+            ("requests", verbs(&after)),
+        ],
+    );
+    scene.ns.cleanup().await;
+}

@@ -20,6 +20,12 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A reconcile took longer than the operator's `--reconcile-timeout-seconds` (a slow or
+    /// stalled API server): given up and tried again after a backoff, so that it holds no
+    /// worker for good.
+    #[error("reconcile gave up after {0:?} (--reconcile-timeout-seconds): the Kubernetes API answers too slowly")]
+    Timeout(std::time::Duration),
+
     #[error("cannot serialize {what}: {source}")]
     Serialize {
         what: &'static str,
@@ -40,6 +46,7 @@ impl Error {
             Error::Invalid(invalid) => invalid.reason(),
             Error::ChildConflict { .. } => "ChildConflict",
             Error::Serialize { .. } => "Serialization",
+            Error::Timeout(_) => "Timeout",
             Error::Kube { source, .. } => match source {
                 kube::Error::Api(s) if s.code == 409 => "ApiConflict",
                 kube::Error::Api(s) if s.code == 429 => "ApiThrottled",

@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub scope: Scope,
     pub metrics_addr: SocketAddr,
     pub concurrency: u16,
+    /// How long one reconcile may take before it is given up (see `reconcile::within`).
+    pub reconcile_timeout: Duration,
     pub leader_election: Option<LeaderElection>,
     pub settings: Settings,
 }
@@ -202,10 +204,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             }
         }
     };
+    let reconcile_timeout = config.reconcile_timeout;
     controller
         .with_config(ControllerConfig::default().concurrency(config.concurrency).debounce(Duration::from_millis(500)))
         .graceful_shutdown_on(stop)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(move |ms, ctx| reconcile::within(reconcile_timeout, ms, ctx), reconcile::error_policy, ctx)
         .for_each(|res| {
             match res {
                 // A watch failed: it retries on its own (see watches::WatchBackoff); until the

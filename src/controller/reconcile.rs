@@ -33,6 +33,17 @@ const DATABASE_POLL: Duration = Duration::from_secs(3);
 /// After creating a Deployment, the latest the status is written (see `reconcile`).
 const FIRST_STATUS: Duration = Duration::from_secs(5);
 
+/// [`reconcile`], given up after `limit`. A request to an API server that stalls can hang far
+/// longer (the client's read timeout is 295 s), holding one of the few workers; given up, the
+/// service is tried again after a backoff like any failure. Each write is whole or not made, so
+/// a reconcile stopped between two writes leaves nothing the next one does not finish.
+pub async fn within(limit: Duration, ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match tokio::time::timeout(limit, reconcile(ms, ctx)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout(limit)),
+    }
+}
+
 #[tracing::instrument(skip_all, fields(namespace = ms.ns(), name = ms.name_any()))]
 pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile();

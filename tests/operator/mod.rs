@@ -136,11 +136,29 @@ pub async fn crds_established(client: &Client, names: &[&str]) {
 /// (`name` is unique in the run), written to a temporary name and renamed into place, so an
 /// operator never reads a file that another test is writing.
 fn operator_kubeconfig(dir: &Path, name: &str, user: &str) -> PathBuf {
+    operator_kubeconfig_to(dir, name, user, None)
+}
+
+/// The operator's kubeconfig with its requests sent to `server` (`https://127.0.0.1:PORT`, a
+/// proxy in front of the API server) instead of the API server itself; pass it as `KUBECONFIG`
+/// to [`Operator::start_with_env`].
+pub fn kubeconfig_through(server: &str, tag: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    operator_kubeconfig_to(&dir, &format!("{tag}-{}-via-proxy", unique()), OPERATOR_USER, Some(server))
+}
+
+fn operator_kubeconfig_to(dir: &Path, name: &str, user: &str, server: Option<&str>) -> PathBuf {
     let text = std::fs::read_to_string(kubeconfig_path()).expect("kubeconfig");
     let mut cfg: serde_json::Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
     let user_name = user;
     for user in cfg["users"].as_array_mut().expect("users") {
         user["user"]["as"] = serde_json::Value::String(user_name.into());
+    }
+    if let Some(server) = server {
+        for cluster in cfg["clusters"].as_array_mut().expect("clusters") {
+            cluster["cluster"]["server"] = serde_json::Value::String(server.into());
+        }
     }
     let path = dir.join(format!("operator-{name}.kubeconfig"));
     let tmp = dir.join(format!(".operator-{name}.kubeconfig.tmp"));
