@@ -108,9 +108,16 @@ impl Error {
 /// cannot merge (500 naming duplicate entries of a list keyed by name, such as two env
 /// variables or two identical topology spread constraints).
 fn refused(s: &kube::core::Status) -> bool {
-    s.code == 422
-        || s.code == 400
+    ((s.code == 422 || s.code == 400) && !server_trouble(&s.message))
         || (s.code == 500 && (s.message.contains("duplicate entries") || s.message.contains("failed to create typed")))
+}
+
+/// A refusal that reports the API server's own trouble rather than the body's: its storage
+/// unreachable, or an allocator that could not write (a Service created while etcd was down was
+/// refused 422 `spec.clusterIPs: failed to allocate IP: rpc error: code = Unavailable`, and
+/// waiting for a change of the Microservice left it unconverged for good). Retried.
+fn server_trouble(message: &str) -> bool {
+    message.contains("rpc error: code = ") || message.contains("etcdserver: ") || message.contains("failed to allocate")
 }
 
 #[cfg(test)]
@@ -132,7 +139,13 @@ mod tests {
             assert_eq!(e.category(), "ApiRejected");
         }
         // An API server in trouble is retried.
-        for e in [api(500, "etcdserver: request timed out"), api(503, "unavailable"), api(429, "slow down")] {
+        let allocation = "Service \"svc-133\" is invalid: spec.clusterIPs: Invalid value: [\"\"]: failed to allocate IP: rpc error: code = Unavailable desc = error reading from server: EOF";
+        for e in [
+            api(500, "etcdserver: request timed out"),
+            api(503, "unavailable"),
+            api(429, "slow down"),
+            api(422, allocation),
+        ] {
             assert!(!e.waits_for_change(), "{e}");
         }
     }
