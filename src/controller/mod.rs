@@ -3,6 +3,8 @@
 mod apply;
 mod cache;
 mod context;
+mod crds;
+mod dynamic;
 mod database;
 mod error;
 #[cfg(test)]
