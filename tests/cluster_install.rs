@@ -458,7 +458,10 @@ fn namespaced_rules(rules: &Value) -> Value {
     let mut out = Vec::new();
     for rule in rules.as_array().expect("rules") {
         let mut rule = rule.clone();
-        rule["resources"].as_array_mut().unwrap().retain(|r| r != "databaseclasses" && r != "customresourcedefinitions");
+        rule["resources"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|r| r != "databaseclasses" && r != "customresourcedefinitions");
         if !rule["resources"].as_array().unwrap().is_empty() {
             out.push(rule);
         }

@@ -4,8 +4,8 @@ mod apply;
 mod cache;
 mod context;
 mod crds;
-mod dynamic;
 mod database;
+mod dynamic;
 mod error;
 #[cfg(test)]
 mod fake_api;

@@ -174,8 +174,9 @@ pub fn build(
     // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
     // the default class), so a class created late or fixed is picked up at once.
     let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
-    let class_events = reflector(class_writer, relisting(Api::all(client.clone()), watcher::Config::default(), relist.clone()))
-        .touched_objects();
+    let class_events =
+        reflector(class_writer, relisting(Api::all(client.clone()), watcher::Config::default(), relist.clone()))
+            .touched_objects();
     let store = controller.store();
     let controller = controller.watches_stream(class_events, move |class: Guarded<DatabaseClass>| {
         let name = class.meta().name.clone().unwrap_or_default();
