@@ -69,12 +69,6 @@ impl<K: Resource + Serialize + DeserializeOwned> Cache<K> {
         }
     }
 
-    /// Empties the cache and makes it not ready: its kind is no longer watched.
-    pub fn reset(&self) {
-        self.inner.ready.store(false, Ordering::Release);
-        self.inner.objects.write().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-
     /// Whether the cache has synced and holds no object `namespace/name`, without parsing one.
     pub fn lacks(&self, namespace: Option<&str>, name: &str) -> bool {
         let objects = self.inner.objects.read().unwrap_or_else(|p| p.into_inner());

@@ -19,8 +19,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 #[derive(Clone)]
 pub struct Crds {
     store: Store<CustomResourceDefinition>,
-    /// Counts the changes of what is served (see [`watch`]).
-    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Why a custom kind cannot be used now.
@@ -39,7 +37,7 @@ impl Crds {
         let (store, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        Crds { store, changes: tokio::sync::watch::channel(0).1 }
+        Crds { store }
     }
 
     /// The API resource of `apiVersion`/`kind` if an established CRD serves that version.
@@ -72,57 +70,6 @@ impl Crds {
         }
         let gvk = GroupVersionKind::gvk(group, version, kind);
         Ok(ApiResource::from_gvk_with_plural(&gvk, &crd.spec.names.plural))
-    }
-}
-
-/// Runs a watch of the custom kind `K` while an established CRD serves it, and none while not:
-/// start-up works without the CRD, and the watch starts the moment it is installed. The watch
-/// fills `cache` and sends each object an event touched to `touched` (for its owner's
-/// reconcile); when the kind stops being served the cache is emptied and not ready again.
-pub async fn follow<K, F, S>(
-    crds: Crds,
-    cache: super::cache::Cache<K>,
-    watch: F,
-    touched: futures::channel::mpsc::UnboundedSender<K>,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    F: Fn() -> S,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-{
-    let (api_version, kind) = (K::api_version(&()).into_owned(), K::kind(&()).into_owned());
-    let mut changes = crds.changes.clone();
-    loop {
-        let served = crds.resource(&api_version, &kind).is_ok();
-        if served {
-            tracing::info!(api_version, kind, "served: watching it");
-            let mut objects = std::pin::pin!(cache.fill(watch()));
-            loop {
-                tokio::select! {
-                    next = objects.next() => match next {
-                        Some(Ok(obj)) => { let _ = touched.unbounded_send(obj); }
-                        // A failing watch retries on its own (see `WatchBackoff`).
-                        Some(Err(_)) => {}
-                        None => break,
-                    },
-                    changed = changes.changed() => {
-                        if changed.is_err() || crds.resource(&api_version, &kind).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            tracing::info!(api_version, kind, "no longer served: not watched");
-            cache.reset();
-        } else if changes.changed().await.is_err() {
-            return;
-        }
     }
 }
 
@@ -170,8 +117,7 @@ pub fn watch(
             status.stored_versions = None;
         }
     });
-    let (changed_tx, changes) = tokio::sync::watch::channel(0u64);
-    let crds = Crds { store: store.clone(), changes };
+    let crds = Crds { store: store.clone() };
     let mut known: Option<BTreeSet<String>> = None;
     let changes = reflector::reflector(writer, events)
         .filter_map(move |event| {
@@ -187,9 +133,6 @@ pub fn watch(
                             .filter_map(|k| k.split('/').next().map(String::from))
                             .collect(),
                     };
-                    if known.is_none() || !groups.is_empty() {
-                        changed_tx.send_modify(|n| *n += 1);
-                    }
                     known = Some(now);
                     groups
                 }
@@ -232,7 +175,7 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::InitApply(o));
         }
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        Crds { store, changes: tokio::sync::watch::channel(0).1 }
+        Crds { store }
     }
 
     #[test]
@@ -261,7 +204,7 @@ mod tests {
     #[test]
     fn nothing_is_known_before_the_first_listing() {
         let (store, _writer) = reflector::store::<CustomResourceDefinition>();
-        let set = Crds { store, changes: tokio::sync::watch::channel(0).1 };
+        let set = Crds { store };
         assert_eq!(set.resource("a.example/v1", "Thing"), Err(Unserved::NotKnownYet));
     }
 }
