@@ -833,3 +833,79 @@ async fn clashing_names_fail_closed_and_every_pod_passes_the_restricted_profile(
         .expect("the network itself is accepted");
     ns.cleanup().await;
 }
+
+/// A claim class whose kind no CRD serves yet: the service waits (`ClaimKindNotServed`) with
+/// nothing made; the CRD installed while the operator runs, the claim is made without a restart
+/// (the operator watches the CRDs); and the claim's own changes reach the service through its
+/// watch, not a poll: its Ready condition moves the service on to waiting for the connection
+/// Secret.
+#[tokio::test]
+async fn a_claim_kind_installed_later_is_used_without_a_restart() {
+    let Some(operator::Setup { client, ns, op: _op, api }) = setup("db-late").await else { return };
+    let n = ns.name().to_string();
+    let group = format!("{n}.example.org");
+    let crd_name = format!("databases.{group}");
+    let class = format!("late-{n}");
+    let _classes = classes_cleanup(vec![class.clone()]);
+    let (crd_cleanup, rbac_cleanup) = (crd_name.clone(), format!("flotilla-test-late-{n}"));
+    let _cleanup = support::Cleanup::new(move |client| async move {
+        use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let _ =
+            Api::<CustomResourceDefinition>::all(client.clone()).delete(&crd_cleanup, &DeleteParams::default()).await;
+        let _ = Api::<ClusterRole>::all(client.clone()).delete(&rbac_cleanup, &DeleteParams::default()).await;
+        let _ = Api::<ClusterRoleBinding>::all(client).delete(&rbac_cleanup, &DeleteParams::default()).await;
+    });
+    apply_yaml(
+        &client,
+        &format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {class}}}\n\
+             spec:\n  engine: postgres\n  provisioner: claim\n  claim:\n    apiVersion: {group}/v1\n    kind: Database\n    \
+             spec: {{size: \"${{storage}}\"}}\n    connectionSecret: {{name: \"${{name}}-conn\"}}\n    readyCondition: Ready\n"
+        ),
+        None,
+    )
+    .await;
+    apply_ms(&api, "orders", json!({"image": "registry.example/app:1", "database": {"class": class}})).await.unwrap();
+    let ms = wait_reason(&api, "orders", "DatabaseReady", "False", Some("ClaimKindNotServed")).await;
+    let message = ms.status.unwrap().conditions.into_iter().find(|c| c.type_ == "DatabaseReady").unwrap().message;
+    assert!(message.contains(&format!("{group}/v1 Database is not served")), "{message}");
+
+    // The database operator is installed: its CRD, and the operator's rights on its kind.
+    apply_yaml(
+        &client,
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {crd_name}}}\n\
+             spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Database, plural: databases, singular: database, listKind: DatabaseList}}\n  \
+             versions:\n  - name: v1\n    served: true\n    storage: true\n    subresources: {{status: {{}}}}\n    \
+             schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: flotilla-test-late-{n}}}\n\
+             rules: [{{apiGroups: [{group}], resources: [databases], verbs: [get, list, watch, create, patch, update, delete]}}]\n\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: flotilla-test-late-{n}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: flotilla-test-late-{n}}}\n\
+             subjects: [{{kind: ServiceAccount, name: flotilla, namespace: flotilla-system}}]\n"
+        ),
+        None,
+    )
+    .await;
+    operator::crds_established(&client, &[crd_name.as_str()]).await;
+    let installed = std::time::Instant::now();
+    wait_reason(&api, "orders", "DatabaseReady", "False", Some("ClaimNotReady")).await;
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Database"), "databases");
+    let claims: Api<DynamicObject> = Api::namespaced_with(client.clone(), &n, &ar);
+    let claim = claims.get("orders-db").await.expect("the claim is made once its kind is served");
+    assert_eq!(claim.data["spec"]["size"], "1Gi", "the default storage substituted");
+    eprintln!("claim kind installed -> claim made: {:.1}s", installed.elapsed().as_secs_f64());
+
+    // The claim reports Ready: its watch brings the service on (no poll looks at a claim that is
+    // not ready), to the connection Secret it now waits for.
+    let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let ready = json!({"status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "Ready", "message": "", "lastTransitionTime": now}
+    ]}});
+    claims.patch_status("orders-db", &PatchParams::default(), &Patch::Merge(&ready)).await.unwrap();
+    let reported = std::time::Instant::now();
+    wait_reason(&api, "orders", "DatabaseReady", "False", Some("ConnectionSecretMissing")).await;
+    eprintln!("claim Ready -> service moved on: {:.1}s", reported.elapsed().as_secs_f64());
+    ns.cleanup().await;
+}

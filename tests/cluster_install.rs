@@ -453,12 +453,15 @@ async fn the_prometheus_operators_crds_take_the_charts_monitoring_objects() {
 }
 
 /// The rules of role.yaml that a RoleBinding grants in a namespace: all but reading
-/// DatabaseClasses (cluster-scoped).
+/// DatabaseClasses and CRDs (cluster-scoped).
 fn namespaced_rules(rules: &Value) -> Value {
     let mut out = Vec::new();
     for rule in rules.as_array().expect("rules") {
         let mut rule = rule.clone();
-        rule["resources"].as_array_mut().unwrap().retain(|r| r != "databaseclasses");
+        rule["resources"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|r| r != "databaseclasses" && r != "customresourcedefinitions");
         if !rule["resources"].as_array().unwrap().is_empty() {
             out.push(rule);
         }
@@ -506,7 +509,7 @@ async fn watch_namespaces_bind_the_rules_in_those_namespaces_only() {
     }
     bound_in.sort();
     assert_eq!(bound_in, ["team-a", "team-b"], "the rules are bound in the watched namespaces only");
-    // Cluster-wide: reading DatabaseClasses, nothing else.
+    // Cluster-wide: reading DatabaseClasses and CRDs, nothing else.
     let crbs = bindings("ClusterRoleBinding");
     assert_eq!(crbs.len(), 1, "one ClusterRoleBinding: {:?}", crbs.iter().map(|o| key(o)).collect::<Vec<_>>());
     assert_eq!(
@@ -516,7 +519,10 @@ async fn watch_namespaces_bind_the_rules_in_those_namespaces_only() {
     assert_eq!(crbs[0]["subjects"], subject);
     assert_eq!(
         only(&objs, "ClusterRole", "flotilla-databaseclasses")["rules"],
-        json!([{"apiGroups": ["flotilla.dev"], "resources": ["databaseclasses"], "verbs": ["get", "list", "watch"]}])
+        json!([
+            {"apiGroups": ["flotilla.dev"], "resources": ["databaseclasses"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]}
+        ])
     );
     // Leader election as config/rbac/leader_election.yaml.
     for kind in ["Role", "RoleBinding"] {

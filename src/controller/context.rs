@@ -36,6 +36,10 @@ pub struct Caches {
     pub secrets: Cache<Secret>,
     /// Ingresses Flotilla did not make (any label but managed-by flotilla): the hosts they hold.
     pub foreign_ingresses: Store<Ingress>,
+    /// The claims, one cache per kind a DatabaseClass names (see `dynamic`).
+    pub claims: super::dynamic::DynamicKinds,
+    /// Which custom kinds the API server serves (see `crds`).
+    pub crds: super::crds::Crds,
     /// The namespaces watched: a list the caches cannot answer yet is made within them.
     pub scope: super::scope::Scope,
 }
@@ -107,6 +111,8 @@ impl Context {
             stateful_sets: Cache::default(),
             secrets: Cache::default(),
             foreign_ingresses: store().0,
+            claims: Default::default(),
+            crds: super::crds::Crds::none(),
             scope: super::scope::Scope::All,
         };
         let reporter = Reporter { controller: crate::api::contract::MANAGER.into(), instance: None };

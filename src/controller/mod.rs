@@ -3,7 +3,9 @@
 mod apply;
 mod cache;
 mod context;
+mod crds;
 mod database;
+mod dynamic;
 mod error;
 #[cfg(test)]
 mod fake_api;

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -14,14 +17,14 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::apply::{FIELD_MANAGER, apply_child, prune_child};
-use super::context::Context;
+use super::context::{Caches, Context};
 use super::database::{self, DbState, Phase};
 use super::error::Error;
 use super::guard::{self, Read};
 use super::replicas;
 use super::status::{INVALID_OBJECT, Observed, compute, unreadable};
 use crate::api::{DatabaseClass, DeletionPolicy, Microservice};
-use crate::render::database::{CREDENTIALS_HASH, FINALIZER};
+use crate::render::database::{CREDENTIALS_HASH, FINALIZER, Reason};
 use crate::render::{self, Checked, Children, World};
 
 /// How often a converged Microservice is looked at again, to repair what no watch reported.
@@ -91,8 +94,14 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
             observed.hpa = hpa.as_ref();
             observed.paused = *paused;
             observed.database = database.clone();
-            // A class problem waits for the class (watched); a database coming up is polled.
-            db_pending = database.as_ref().is_some_and(|d| !d.ready() && d.phase() != Phase::Failed);
+            // A class problem waits for the class, a claim for its watch, a claim kind for its
+            // CRD (all watched); the rest of a database coming up is polled (a volume claim, an
+            // operator's connection Secret).
+            db_pending = database.as_ref().is_some_and(|d| {
+                !d.ready()
+                    && d.phase() != Phase::Failed
+                    && !matches!(d.reason, Reason::ClaimNotReady | Reason::ClaimKindNotServed)
+            });
         }
         Err(e) if e.waits_for_change() => {
             let message = e.for_user();
@@ -116,7 +125,8 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(if db_pending { DATABASE_POLL } else { FIRST_STATUS }));
     }
     ctx.reset_backoff(&ms);
-    // Volume claims and claim objects are not watched: look again soon while the database comes up.
+    // Volume claims and connection Secrets are not watched: look again soon while the database
+    // comes up.
     Ok(Action::requeue(if db_pending { DATABASE_POLL } else { RESYNC }))
 }
 
@@ -141,7 +151,7 @@ async fn converge(ms: &Microservice, ctx: &Context, world: &World) -> Result<Con
     let checked = render::check(ms, world)?;
     let children = render::children(&checked);
     let mut applied = apply_children(ctx, &checked, children).await?;
-    prune_children(ctx, ms, &applied.absent, &mut applied.changed).await?;
+    prune_children(ctx, ms, &applied.wanted, &mut applied.changed).await?;
     if !applied.changed.is_empty() {
         info!(changed = ?applied.changed, "children updated");
         let note = format!("updated {}", applied.changed.join(", "));
@@ -209,19 +219,19 @@ struct Applied {
     deployment: Deployment,
     hpa: Option<HorizontalPodAutoscaler>,
     database: Option<DbState>,
-    /// The optional children the spec does not ask for: the prune stage deletes them.
-    absent: Vec<Optional>,
+    /// The kinds of child the render asked for under the service's name: the prune stage
+    /// deletes the service's children of every other kind.
+    wanted: Wanted,
     /// What was written, for the log and the ChildrenUpdated Event.
     changed: Vec<String>,
 }
 
-/// The children a spec may not ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Optional {
-    ServiceAccount,
-    Hpa,
-    Pdb,
-    Ingress,
+/// Kinds of child asked for (by `Resource::kind`).
+type Wanted = std::collections::HashSet<String>;
+
+/// Notes that the render asks for a child of `K`.
+fn want<K: kube::Resource>(wanted: &mut Wanted, dt: &K::DynamicType) {
+    wanted.insert(K::kind(dt).into_owned());
 }
 
 /// Stage 3: applies every child, in the order the pods need them, and hands the replica count
@@ -231,18 +241,20 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
     let Children { service_account, mut deployment, service, hpa, network_policy, pdb, ingress, database } = children;
     let input = checked.input();
     let (ms, caches) = (input.ms, &ctx.caches);
-    let mut absent = Vec::new();
+    let mut wanted = Wanted::new();
     let mut changed = Vec::new();
 
     // One after another, so that a child refused (a name someone else holds) stops the rest:
     // nothing after a conflict is written. The ServiceAccount first: the pods need it to be
     // admitted.
-    match service_account {
-        Some(sa) => drop(apply_child(ctx, &caches.service_accounts, ms, sa, &mut changed).await?),
-        None => absent.push(Optional::ServiceAccount),
+    if let Some(sa) = service_account {
+        want::<ServiceAccount>(&mut wanted, &());
+        apply_child(ctx, &caches.service_accounts, ms, sa, &mut changed).await?;
     }
     // The NetworkPolicy before any pod of this render runs.
+    want::<NetworkPolicy>(&mut wanted, &());
     apply_child(ctx, &caches.network_policies, ms, network_policy, &mut changed).await?;
+    want::<Service>(&mut wanted, &());
     apply_child(ctx, &caches.services, ms, service, &mut changed).await?;
 
     // The database before the Deployment: the pods read its binding, and roll when the
@@ -271,40 +283,81 @@ async fn apply_children(ctx: &Context, checked: &Checked<'_>, children: Children
     // Absent from the synced cache, and now there: made just now (the apply refuses a name
     // someone else holds).
     let created = new && changed.iter().any(|c| c == "Deployment");
-    if hpa.is_none() {
-        absent.push(Optional::Hpa);
+    want::<Deployment>(&mut wanted, &());
+    if hpa.is_some() {
+        want::<HorizontalPodAutoscaler>(&mut wanted, &());
     }
 
-    match pdb {
-        Some(pdb) => drop(apply_child(ctx, &caches.pdbs, ms, pdb, &mut changed).await?),
-        None => absent.push(Optional::Pdb),
+    if let Some(pdb) = pdb {
+        want::<PodDisruptionBudget>(&mut wanted, &());
+        apply_child(ctx, &caches.pdbs, ms, pdb, &mut changed).await?;
     }
-    match ingress {
-        Some(ingress) => drop(apply_child(ctx, &caches.ingresses, ms, ingress, &mut changed).await?),
-        None => absent.push(Optional::Ingress),
+    if let Some(ingress) = ingress {
+        want::<Ingress>(&mut wanted, &());
+        apply_child(ctx, &caches.ingresses, ms, ingress, &mut changed).await?;
     }
-    Ok(Applied { created, deployment, hpa, database, absent, changed })
+    Ok(Applied { created, deployment, hpa, database, wanted, changed })
 }
 
-/// Stage 4: deletes the optional children the spec no longer asks for (only Flotilla's own,
-/// found through their watch caches), once everything it does ask for is applied.
+/// Stage 4: deletes the service's children (Flotilla's own, found through their watch caches)
+/// of every kind the render did not ask for, once everything it does ask for is applied. The
+/// caches are destructured without `..`: a new kind of child does not compile until it is
+/// pruned here, or said to be someone else's to delete.
 async fn prune_children(
     ctx: &Context,
     ms: &Microservice,
-    absent: &[Optional],
+    wanted: &Wanted,
     changed: &mut Vec<String>,
 ) -> Result<(), Error> {
-    let caches = &ctx.caches;
-    for kind in absent {
-        let (deleted, what) = match kind {
-            Optional::ServiceAccount => (prune_child(ctx, &caches.service_accounts, ms).await?, "ServiceAccount"),
-            Optional::Hpa => (prune_child(ctx, &caches.hpas, ms).await?, "HorizontalPodAutoscaler"),
-            Optional::Pdb => (prune_child(ctx, &caches.pdbs, ms).await?, "PodDisruptionBudget"),
-            Optional::Ingress => (prune_child(ctx, &caches.ingresses, ms).await?, "Ingress"),
-        };
-        if deleted {
-            changed.push(format!("{what} (deleted)"));
-        }
+    let Caches {
+        deployments,
+        services,
+        service_accounts,
+        hpas,
+        network_policies,
+        pdbs,
+        ingresses,
+        // The database's children and data: its retention decides (database::retention).
+        stateful_sets: _,
+        secrets: _,
+        claims: _,
+        // Not children.
+        foreign_ingresses: _,
+        crds: _,
+        scope: _,
+    } = &ctx.caches;
+    prune_unwanted(ctx, ms, wanted, deployments, changed).await?;
+    prune_unwanted(ctx, ms, wanted, services, changed).await?;
+    prune_unwanted(ctx, ms, wanted, service_accounts, changed).await?;
+    prune_unwanted(ctx, ms, wanted, hpas, changed).await?;
+    prune_unwanted(ctx, ms, wanted, network_policies, changed).await?;
+    prune_unwanted(ctx, ms, wanted, pdbs, changed).await?;
+    prune_unwanted(ctx, ms, wanted, ingresses, changed).await?;
+    Ok(())
+}
+
+/// Deletes the service's child of kind `K` unless the render asked for one.
+async fn prune_unwanted<K>(
+    ctx: &Context,
+    ms: &Microservice,
+    wanted: &Wanted,
+    cache: &crate::controller::cache::Cache<K>,
+    changed: &mut Vec<String>,
+) -> Result<(), Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    if wanted.contains(&kind) {
+        return Ok(());
+    }
+    if prune_child(ctx, cache, ms).await? {
+        changed.push(format!("{kind} (deleted)"));
     }
     Ok(())
 }

@@ -70,19 +70,34 @@ impl Scope {
             + 'static,
         K::DynamicType: Default,
     {
+        let c = client.clone();
+        let api = move |ns: Option<&str>| match ns {
+            Some(ns) => Api::<K>::namespaced(c.clone(), ns),
+            None => Api::<K>::all(c.clone()),
+        };
+        self.watch_with(api, K::DynamicType::default(), config, relist)
+    }
+
+    /// [`Scope::watch`] of any kind: `api` gives its API in a namespace (all of them for
+    /// `None`), `dt` its API resource (`()` for a kind known at compile time).
+    pub fn watch_with<K>(
+        &self,
+        api: impl Fn(Option<&str>) -> Api<K>,
+        dt: K::DynamicType,
+        config: watcher::Config,
+        relist: tokio::sync::watch::Receiver<u64>,
+    ) -> Events<K>
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+        K::DynamicType: Send + 'static,
+    {
         match self {
-            Scope::All => relisting(Api::<K>::all(client.clone()), config, relist).boxed(),
-            Scope::Namespaces(list) if list.len() == 1 => {
-                relisting(Api::<K>::namespaced(client.clone(), &list[0]), config, relist).boxed()
-            }
+            Scope::All => relisting(api(None), config, relist).boxed(),
+            Scope::Namespaces(list) if list.len() == 1 => relisting(api(Some(&list[0])), config, relist).boxed(),
             Scope::Namespaces(list) => merged(
+                dt,
                 list.iter()
-                    .map(|ns| {
-                        (
-                            ns.clone(),
-                            relisting(Api::namespaced(client.clone(), ns), config.clone(), relist.clone()).boxed(),
-                        )
-                    })
+                    .map(|ns| (ns.clone(), relisting(api(Some(ns)), config.clone(), relist.clone()).boxed()))
                     .collect(),
             )
             .boxed(),
@@ -101,7 +116,9 @@ struct Listing {
     synced: bool,
 }
 
-struct Merge<K> {
+struct Merge<K: Resource> {
+    /// The kind's API resource (`()` for a built-in kind), for the stand-ins of vanished objects.
+    dt: K::DynamicType,
     namespaces: Vec<String>,
     streams: SelectAll<Tagged<K>>,
     listings: Vec<Listing>,
@@ -115,10 +132,13 @@ struct Merge<K> {
 }
 
 /// Merges one watch per namespace into one (see the module's documentation).
-fn merged<K>(watches: Vec<(String, Events<K>)>) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
+fn merged<K>(
+    dt: K::DynamicType,
+    watches: Vec<(String, Events<K>)>,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
 where
     K: Resource + Clone + serde::de::DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K::DynamicType: Send + 'static,
 {
     let mut streams = SelectAll::new();
     let mut namespaces = Vec::new();
@@ -129,6 +149,7 @@ where
     }
     let count = namespaces.len();
     let state = Merge {
+        dt,
         namespaces,
         streams,
         listings: (0..count).map(|_| Listing::default()).collect(),
@@ -153,7 +174,6 @@ where
 impl<K> Merge<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned,
-    K::DynamicType: Default,
 {
     fn take(&mut self, i: usize, event: Event<K>) {
         let started = self.started;
@@ -172,7 +192,7 @@ where
                 listing.synced = true;
                 if started {
                     for name in gone {
-                        if let Some(obj) = stand_in::<K>(&self.namespaces[i], &name) {
+                        if let Some(obj) = stand_in::<K>(&self.dt, &self.namespaces[i], &name) {
                             self.out.push_back(Ok(Event::Delete(obj)));
                         }
                     }
@@ -199,15 +219,13 @@ where
 }
 
 /// An object that names `namespace/name` and nothing else, to say that it is gone.
-fn stand_in<K>(namespace: &str, name: &str) -> Option<K>
+fn stand_in<K>(dt: &K::DynamicType, namespace: &str, name: &str) -> Option<K>
 where
     K: Resource + serde::de::DeserializeOwned,
-    K::DynamicType: Default,
 {
-    let dt = K::DynamicType::default();
     let value = serde_json::json!({
-        "apiVersion": K::api_version(&dt),
-        "kind": K::kind(&dt),
+        "apiVersion": K::api_version(dt),
+        "kind": K::kind(dt),
         "metadata": {"name": name, "namespace": namespace},
     });
     match serde_json::from_value(value) {
@@ -245,7 +263,7 @@ mod tests {
 
     /// The merged events, and the store they leave (names as `ns/name`, sorted).
     async fn run(watches: Vec<(&str, Vec<Event<ConfigMap>>)>) -> (Vec<String>, Vec<String>) {
-        let merged = merged(watches.into_iter().map(|(ns, events)| (ns.to_string(), watch(events))).collect());
+        let merged = merged((), watches.into_iter().map(|(ns, events)| (ns.to_string(), watch(events))).collect());
         let events: Vec<Event<ConfigMap>> = merged.map(Result::unwrap).collect().await;
         let (reader, mut writer) = reflector::store::<ConfigMap>();
         for e in &events {
@@ -300,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_stand_in_names_the_object_and_nothing_else() {
-        let gone: ConfigMap = stand_in("shop", "orders").unwrap();
+        let gone: ConfigMap = stand_in(&(), "shop", "orders").unwrap();
         assert_eq!(ObjectRef::from(&gone), ObjectRef::new("orders").within("shop"));
         assert!(gone.data.is_none());
     }

@@ -123,6 +123,9 @@ pub fn build(
             ing.status = None;
         });
     let foreign_events = reflector(foreign_writer, foreign).touched_objects();
+    // Which custom kinds are served; the claim kinds' watches follow it and the classes.
+    let (crds, crd_changes) = super::crds::watch(client, relist.clone());
+    let claims = super::dynamic::DynamicKinds::default();
     let caches = Caches {
         deployments,
         services,
@@ -134,6 +137,8 @@ pub fn build(
         stateful_sets,
         secrets,
         foreign_ingresses,
+        claims: claims.clone(),
+        crds: crds.clone(),
         scope: scope.clone(),
     };
     // Each watch retries on its own (`WatchBackoff`); kube's Controller would also pause all of
@@ -169,8 +174,9 @@ pub fn build(
     // DatabaseClasses are cached, and a change of one reconciles the services that use it (or
     // the default class), so a class created late or fixed is picked up at once.
     let (classes, class_writer) = reflector::store::<Guarded<DatabaseClass>>();
-    let class_events = reflector(class_writer, relisting(Api::all(client.clone()), watcher::Config::default(), relist))
-        .touched_objects();
+    let class_events =
+        reflector(class_writer, relisting(Api::all(client.clone()), watcher::Config::default(), relist.clone()))
+            .touched_objects();
     let store = controller.store();
     let controller = controller.watches_stream(class_events, move |class: Guarded<DatabaseClass>| {
         let name = class.meta().name.clone().unwrap_or_default();
@@ -179,6 +185,23 @@ pub fn build(
         }
         users_of_class(&name, &store)
     });
+    // A claim's watch reconciles its service (claims carry no owner reference).
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    tokio::spawn(super::dynamic::keep_claim_watches(
+        client.clone(),
+        scope.clone(),
+        crds,
+        classes.clone(),
+        claims,
+        relist,
+        wake,
+    ));
+    let controller = controller.reconcile_on(woken);
+    // A custom kind that comes (or goes) reconciles every service: services waiting for it go
+    // on without a restart. CRDs change rarely, and only a change of what is served counts.
+    let controller = controller.reconcile_all_on(crd_changes.map(|groups| {
+        tracing::info!(?groups, "custom kinds served changed: every service is reconciled");
+    }));
     (controller, fleet, classes, caches)
 }
 

@@ -82,7 +82,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The rules of config/rbac/role.yaml. With "namespaced" true, those a RoleBinding can grant in a
-watched namespace: all but reading DatabaseClasses, which are cluster-scoped (see
+watched namespace: all but reading DatabaseClasses and CRDs, which are cluster-scoped (see
 "flotilla.databaseClassRules").
 */}}
 {{- define "flotilla.rules" -}}
@@ -131,10 +131,19 @@ watched namespace: all but reading DatabaseClasses, which are cluster-scoped (se
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- if not .namespaced }}
+# Which custom kinds are served (database claims, Gateway API routes): names only are kept.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- end }}
 {{- end }}
 
 {{- define "flotilla.databaseClassRules" -}}
 - apiGroups: [flotilla.dev]
   resources: [databaseclasses]
+  verbs: [get, list, watch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
   verbs: [get, list, watch]
 {{- end }}

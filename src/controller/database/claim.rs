@@ -1,12 +1,12 @@
-//! The claim provisioner: an object of a database operator's kind (found by discovery), its
+//! The claim provisioner: an object of a database operator's kind (served by a CRD), its
 //! readiness condition, and the binding made from the connection Secret it writes.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 
-use super::{DbState, adopt, claim_kind, note, write_binding};
-use crate::controller::apply::{Cached, ensure_with};
+use super::{DbState, adopt, claim_resource, note, write_binding};
+use crate::controller::apply::{Cached, cached, ensure_with};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::render::Input;
@@ -23,30 +23,28 @@ pub(super) async fn provision(
 ) -> Result<DbState, Error> {
     let ms = input.ms;
     let mut state = DbState::of(Some(db.class.clone()));
-    let ar = match claim_kind(ctx, claim).await {
+    let ar = match claim_resource(ctx, claim) {
         Ok(ar) => ar,
-        Err((true, why)) => return Ok(state.at(Reason::InvalidClass, why)),
-        Err((false, _)) => {
-            return Ok(state.at(
-                Reason::ClaimKindNotServed,
-                format!(
-                    "{}/{} is not served by the API server; install the database operator's CRDs",
-                    claim.api_version, claim.kind
-                ),
-            ));
-        }
+        Err(Err(why)) => return Ok(state.at(Reason::InvalidClass, why)),
+        Err(Ok(why)) => return Ok(state.at(Reason::ClaimKindNotServed, why)),
     };
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), input.namespace, &ar);
     let desired: DynamicObject =
         serde_json::from_value(object.clone()).map_err(|source| Error::Serialize { what: "claim", source })?;
-    // One GET serves both the adoption and the apply, unless adopting changed the object.
-    let known = match api.get_opt(&desired.name_any()).await.map_err(Error::kube("get claim"))? {
-        Some(existing) if adopt(&api, &existing, ms).await? => {
-            state.retained = true;
-            Cached::Unknown
+    // The claim watch's copy when it has one; else one GET serves both the adoption and the
+    // apply, unless adopting changed the object.
+    let known = match cached(ctx.caches.claims.cache(&ar).as_ref(), &api, &desired.name_any()) {
+        Cached::Found(existing) => Cached::Found(existing),
+        Cached::Absent | Cached::Unknown => {
+            match api.get_opt(&desired.name_any()).await.map_err(Error::kube("get claim"))? {
+                Some(existing) if adopt(&api, &existing, ms).await? => {
+                    state.retained = true;
+                    Cached::Unknown
+                }
+                Some(existing) => Cached::Found(existing),
+                None => Cached::Absent,
+            }
         }
-        Some(existing) => Cached::Found(existing),
-        None => Cached::Absent,
     };
     let (live, o) = ensure_with(&api, known, ms, desired, &claim.kind, |_, _| {}).await?;
     note(&mut state, &format!("database {}", claim.kind), o);

@@ -22,6 +22,7 @@ use tracing::info;
 use super::apply::{Cached, Outcome, cached, controlled_by, ensure};
 use super::cache::Cache;
 use super::context::Context;
+use super::crds::Unserved;
 use super::error::Error;
 use crate::api::Microservice;
 use crate::api::databaseclass::ClaimProvisioner;
@@ -126,8 +127,22 @@ where
     Ok(true)
 }
 
-/// The API resource of a claim class's kind, found by discovery: why not, when the kind is
-/// malformed (`Err(true)`) or not served (`Err(false)`).
+/// The API resource of a claim class's kind, from the watched CRDs (no request): why not, when
+/// the kind is not served yet (`Err(Ok(why))`) or malformed (`Err(Err(why))`).
+fn claim_resource(ctx: &Context, claim: &ClaimProvisioner) -> Result<ApiResource, Result<String, String>> {
+    let type_meta = kube::core::TypeMeta { api_version: claim.api_version.clone(), kind: claim.kind.clone() };
+    GroupVersionKind::try_from(&type_meta).map_err(|e| Err(e.to_string()))?;
+    ctx.caches.crds.resource(&claim.api_version, &claim.kind).map_err(|why| {
+        Ok(match why {
+            Unserved::NotKnownYet => "waiting for the operator's list of CRDs".to_string(),
+            Unserved::Missing(m) => format!("{m}; install the database operator's CRDs"),
+        })
+    })
+}
+
+/// The API resource of a claim class's kind, found by discovery (a request: for retention,
+/// which reads the API server, never a cache): why not, when the kind is malformed
+/// (`Err(true)`) or not served (`Err(false)`).
 async fn claim_kind(ctx: &Context, claim: &ClaimProvisioner) -> Result<ApiResource, (bool, String)> {
     let type_meta = kube::core::TypeMeta { api_version: claim.api_version.clone(), kind: claim.kind.clone() };
     let gvk = GroupVersionKind::try_from(&type_meta).map_err(|e| (true, e.to_string()))?;
