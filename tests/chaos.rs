@@ -858,7 +858,10 @@ async fn leader_paused_mid_burst_standby_takes_over() {
 
 /// The FlowSchema and PriorityLevelConfiguration that throttle the operator's account: three
 /// seats of the API server's 600 (1 share of 246), nothing borrowed, a request beyond them
-/// answered 429 at once.
+/// answered 429 at once. Every API group the operator works in, but not its Lease's
+/// (coordination.k8s.io), as a platform throttling an operator leaves its leader election alone:
+/// a Lease refused past the renew deadline makes the leader step down and exit (seen once on a
+/// loaded machine, with the Lease throttled too).
 const THROTTLE: &str = "flotilla-chaos-throttle";
 
 fn throttle_yaml() -> String {
@@ -868,7 +871,7 @@ fn throttle_yaml() -> String {
          ---\n\
          apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {{name: {THROTTLE}}}\n\
          spec:\n  priorityLevelConfiguration: {{name: {THROTTLE}}}\n  matchingPrecedence: 500\n  distinguisherMethod: {{type: ByUser}}\n  rules:\n  \
-         - subjects: [{{kind: User, user: {{name: '{}'}}}}]\n    resourceRules: [{{verbs: ['*'], apiGroups: ['*'], resources: ['*'], namespaces: ['*'], clusterScope: true}}]\n    \
+         - subjects: [{{kind: User, user: {{name: '{}'}}}}]\n    resourceRules: [{{verbs: ['*'], apiGroups: ['', apps, autoscaling, networking.k8s.io, policy, flotilla.dev, events.k8s.io, apiextensions.k8s.io], resources: ['*'], namespaces: ['*'], clusterScope: true}}]\n    \
          nonResourceRules: [{{verbs: ['*'], nonResourceURLs: ['*']}}]\n",
         operator::OPERATOR_USER
     )
