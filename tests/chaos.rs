@@ -415,8 +415,50 @@ impl Scene {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let pods = self.pods_of_unready().await;
         let diagnosis = op.map(|o| o.diagnosis()).unwrap_or_default();
-        panic!("not converged within {limit:?}: {last}; {diagnosis}");
+        panic!("not converged within {limit:?}: {last}; their pods: {pods}; {diagnosis}");
+    }
+
+    /// The pods of the services that are not Ready (at most three), as the cluster's own
+    /// controllers left them: phase, node, conditions, and who made them. A service whose
+    /// children are right but whose pods never become available points at the cluster.
+    async fn pods_of_unready(&self) -> String {
+        use k8s_openapi::api::core::v1::Pod;
+        let Ok(list) = self.api.list(&ListParams::default()).await else { return "cannot list".into() };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.name());
+        let mut out = Vec::new();
+        for ms in list.items.iter().filter(|m| !ready(m)).take(3) {
+            let selector = format!("flotilla.dev/microservice={}", ms.name_any());
+            let found = match pods.list(&ListParams::default().labels(&selector)).await {
+                Ok(l) => l
+                    .items
+                    .iter()
+                    .map(|p| {
+                        let status = p.status.clone().unwrap_or_default();
+                        let conditions: Vec<String> = status
+                            .conditions
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|c| format!("{}={}", c.type_, c.status))
+                            .collect();
+                        format!(
+                            "{} phase={:?} node={:?} created={:?} owner={:?} [{}]",
+                            p.name_any(),
+                            status.phase,
+                            p.spec.as_ref().and_then(|s| s.node_name.clone()),
+                            p.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+                            p.owner_references().first().map(|o| o.name.clone()),
+                            conditions.join(",")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Err(e) => format!("cannot list: {e}"),
+            };
+            out.push(format!("{}: {}", ms.name_any(), if found.is_empty() { "no pods".into() } else { found }));
+        }
+        out.join(" | ")
     }
 
     /// The check after a fault: converged, children as rendered and each once, data kept.
@@ -733,6 +775,8 @@ async fn control_plane_fault(
         })
     };
     let fault_at = Instant::now();
+    let synced = Arc::new(AtomicUsize::new(0));
+    let kubelet = kubelet_sync(client.clone(), scene.name(), synced.clone());
     tokio::task::spawn_blocking(move || fault(&plane)).await.unwrap();
     let back = api_ready(Duration::from_secs(120)).await;
     let restored = Instant::now();
@@ -765,6 +809,7 @@ async fn control_plane_fault(
     }
     burst.await.unwrap();
     let took = scene.check(&mut op).await;
+    kubelet.abort();
     assert!(op.is_running(), "the operator keeps running; {}", op.diagnosis());
     // Once the API is back, converging takes seconds (4 to 19 s measured). While kube's joint
     // backoff over all watches froze the caches it took 70 to 176 s, which CONVERGE let pass.
@@ -791,10 +836,57 @@ async fn control_plane_fault(
             ),
             ("API back to converged", format!("{:.1}s", took.as_secs_f64())),
             ("relists, rewatches during the fault and recovery", format!("{lists}, {watches}")),
+            ("pods whose status the kubelet stand-in wrote again", synced.load(Ordering::Relaxed).to_string()),
             ("requests", verbs(&after)),
         ],
     );
     scene.ns.cleanup().await;
+}
+
+/// What a kubelet does and kwok does not: write a pod's status again when the write failed.
+/// kwok retries a refused status patch only on a refused connection, a timeout, a 503 or a 429
+/// (kwok v0.8.0, `pkg/kwok/controllers/utils.go`, `shouldRetry`); the 500 an API server answers
+/// while etcd is down drops it, and the pod stays scheduled and never Ready until something
+/// else changes it (a run saw two services wait 300 s on "0 of 1 updated pods available"). A
+/// kubelet writes its pods' status again at its next sync, seconds later. So while a
+/// control-plane fault and its recovery last, every 10 s, each pod of the scene that is bound
+/// to a node and not Ready 20 s after it was made gets an annotation changed, which makes kwok
+/// play its stage again. It touches only pods (never a Microservice or a child Flotilla writes),
+/// and counts how many it had to.
+fn kubelet_sync(client: Client, ns: String, synced: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    tokio::spawn(async move {
+        let pods: Api<Pod> = Api::namespaced(client, &ns);
+        let mut round = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            round += 1;
+            let Ok(list) = pods.list(&ListParams::default()).await else { continue };
+            let now = k8s_openapi::jiff::Timestamp::now();
+            for pod in list.items {
+                let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+                let ready = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                let old =
+                    pod.metadata.creation_timestamp.as_ref().is_some_and(|t| now.duration_since(t.0).as_secs() >= 20);
+                if !bound || ready || !old || pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let patch =
+                    json!({"metadata": {"annotations": {"chaos.flotilla.dev/kubelet-sync": round.to_string()}}});
+                if pods
+                    .patch(&pod.name_any(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                    .await
+                    .is_ok()
+                {
+                    synced.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    })
 }
 
 /// The leader paused (SIGSTOP: a frozen VM, a stalled process) mid-burst with a standby running:
