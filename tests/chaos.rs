@@ -1098,6 +1098,9 @@ async fn throttled_and_contended_mid_burst() {
     };
     let conflicts = operator::counter(&after, "flotilla_reconcile_failures_total{category=\"ApiConflict\"}");
     let rate = sent(&before, &during) as f64 / throttled_for.as_secs_f64();
+    // No hot loop: each refused request waits for its reconcile's backoff (39 to 94 a second
+    // measured, from 4 workers and the watches). A retry at once would be thousands.
+    assert!(rate < 300.0, "the operator sent {rate:.0} requests/s while throttled");
     report(
         "throttled (APF, 3 seats) and a second writer",
         &[
