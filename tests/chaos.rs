@@ -316,15 +316,8 @@ async fn data_of(client: &Client, ns: &str, name: &str) -> Data {
 /// The cluster-wide part, once per run: the CRDs, the RBAC, the embedded DatabaseClass.
 async fn prepare(client: &Client) {
     install(client).await;
-    apply_yaml(
-        client,
-        &format!(
-            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {CLASS}}}\n\
-             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
-        ),
-        None,
-    )
-    .await;
+    // Kept for the whole run (its cluster goes with it), so not the helper's dropping guard.
+    apply_yaml(client, &operator::embedded_postgres_class_yaml(CLASS), None).await;
 }
 
 /// One scenario's namespace, keepers and notes.

@@ -835,7 +835,7 @@ async fn clashing_names_fail_closed_and_every_pod_passes_the_restricted_profile(
 }
 
 /// A claim class whose kind no CRD serves yet: the service waits (`ClaimKindNotServed`) with
-/// nothing made; the CRD installed while the operator runs, the claim is made without a restart
+/// no claim made; the CRD installed while the operator runs, the claim is made without a restart
 /// (the operator watches the CRDs); and the claim's own changes reach the service through its
 /// watch, not a poll: its Ready condition moves the service on to waiting for the connection
 /// Secret.

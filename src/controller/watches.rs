@@ -197,10 +197,19 @@ pub fn build(
         wake,
     ));
     let controller = controller.reconcile_on(woken);
-    // A custom kind that comes (or goes) reconciles every service: services waiting for it go
-    // on without a restart. CRDs change rarely, and only a change of what is served counts.
-    let controller = controller.reconcile_all_on(crd_changes.map(|groups| {
-        tracing::info!(?groups, "custom kinds served changed: every service is reconciled");
+    // A custom kind in use that comes (or goes) reconciles every service: services waiting for
+    // it go on without a restart. Only a change of what is served counts, and only in a group a
+    // DatabaseClass names: another operator's CRDs being installed costs nothing.
+    let in_use = classes.clone();
+    let controller = controller.reconcile_all_on(crd_changes.filter_map(move |groups| {
+        let used = in_use.state().iter().any(|c| {
+            let claim = c.0.as_ref().ok().and_then(|c| c.spec.claim.as_ref());
+            claim.and_then(|claim| claim.api_version.split_once('/')).is_some_and(|(group, _)| groups.contains(group))
+        });
+        if used {
+            tracing::info!(?groups, "custom kinds in use changed: every service is reconciled");
+        }
+        futures::future::ready(used.then_some(()))
     }));
     (controller, fleet, classes, caches)
 }

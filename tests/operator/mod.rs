@@ -167,18 +167,18 @@ fn operator_kubeconfig_to(dir: &Path, name: &str, user: &str, server: Option<&st
     path
 }
 
+/// The YAML of an embedded Postgres DatabaseClass named `name`.
+pub fn embedded_postgres_class_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {name}}}\n\
+         spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
+    )
+}
+
 /// An embedded Postgres DatabaseClass named `name` (cluster-scoped), deleted when the returned
 /// guard drops, also when the test fails.
 pub async fn embedded_postgres_class(client: &Client, name: &str) -> crate::support::Cleanup {
-    apply_yaml(
-        client,
-        &format!(
-            "apiVersion: flotilla.dev/v1alpha1\nkind: DatabaseClass\nmetadata: {{name: {name}}}\n\
-             spec: {{engine: postgres, provisioner: embedded, embedded: {{image: 'postgres:17', storageClassName: standard}}}}\n"
-        ),
-        None,
-    )
-    .await;
+    apply_yaml(client, &embedded_postgres_class_yaml(name), None).await;
     let name = name.to_string();
     crate::support::Cleanup::new(move |client| async move {
         let api: Api<flotilla::api::DatabaseClass> = Api::all(client);

@@ -134,7 +134,9 @@ fn claim_resource(ctx: &Context, claim: &ClaimProvisioner) -> Result<ApiResource
     GroupVersionKind::try_from(&type_meta).map_err(|e| Err(e.to_string()))?;
     ctx.caches.crds.resource(&claim.api_version, &claim.kind).map_err(|why| {
         Ok(match why {
-            Unserved::NotKnownYet => "waiting for the operator's list of CRDs".to_string(),
+            Unserved::NotKnownYet => "waiting for the operator's list of CRDs (it needs get, list and watch on \
+                                      customresourcedefinitions)"
+                .to_string(),
             Unserved::Missing(m) => format!("{m}; install the database operator's CRDs"),
         })
     })
